@@ -10,7 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 build=${VGPU_BUILD_DIR:-$top/.build}
 rootfs=$build/rootfs-$suite
-image=localhost/vgpu-sim-$suite
+# the image is tagged with this script's hash: change the recipe and a new image is built
+recipe=$(sha256sum "$here/build-image.sh" | cut -c1-12)
+image=localhost/vgpu-sim-$suite:$recipe
 mkdir -p "$build"
 
 # The mirror comes from this machine's apt sources (deb822 or one-line format).
@@ -21,7 +23,7 @@ mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2
 # ssh key the controller uses to reach fleet hosts
 [ -f "$build/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C vgpu-testbed -f "$build/id_ed25519"
 
-if [ ! -x "$rootfs/usr/bin/python3" ] || [ ! -f "$rootfs/.vgpu-image-done" ]; then
+if [ "$(cat "$rootfs/.vgpu-image-done" 2>/dev/null)" != "$recipe" ]; then
   rm -rf "$rootfs.tmp"
   start=$(date +%s)
   debootstrap --variant=minbase \
@@ -44,12 +46,15 @@ if [ ! -x "$rootfs/usr/bin/python3" ] || [ ! -f "$rootfs/.vgpu-image-done" ]; th
   mkdir -p "$r/etc/systemd/journald.conf.d"
   printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n' > "$r/etc/systemd/journald.conf.d/vgpu.conf"
   rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/*
-  touch "$r/.vgpu-image-done"
+  echo "$recipe" > "$r/.vgpu-image-done"
   rm -rf "$rootfs" && mv "$r" "$rootfs"
   echo "rootfs $suite built in $(( $(date +%s) - start ))s: $(du -sh "$rootfs" | cut -f1)"
 fi
 
 if command -v podman >/dev/null && ! podman image exists "$image"; then
   tar -C "$rootfs" -c . | podman import -q - "$image" >/dev/null
+  podman tag "$image" "localhost/vgpu-sim-$suite:latest"
   echo "podman image $image imported"
+elif command -v podman >/dev/null; then
+  podman tag "$image" "localhost/vgpu-sim-$suite:latest"
 fi
