@@ -16,7 +16,8 @@ deps:
 	testbed/install-deps.sh
 
 image: deps
-	testbed/build-image.sh $(SUITE)
+	testbed/build-image.sh bookworm
+	testbed/build-image.sh trixie
 
 sim: deps
 	simulator/build.sh

@@ -5,6 +5,9 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+import re
+
 
 def systemctl_show(module, unit, properties):
     """Return {property: value} for ``unit`` from one ``systemctl show`` call.
@@ -25,3 +28,502 @@ def systemctl_show(module, unit, properties):
         if sep:
             result[key] = value
     return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Unit files, drop-ins and Environment= (shared by systemd_dropin_env and the doctor).
+# Parsing follows systemd's own rules: systemd.syntax(7) for lines/continuations/quoting and
+# config_parse_environ() for Environment= (unquote + C unescape per word, then specifiers, invalid
+# assignments ignored, an empty assignment resets the list).
+
+# Search path for system units, highest priority first (systemd.unit(5), simplified: no generator,
+# transient or .control dirs). The module replaces the first entry with its systemd_dir.
+UNIT_DIRS = ('/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system',
+             '/usr/lib/systemd/system', '/lib/systemd/system')
+
+# Variables whose presence in another drop-in changes what the service loads (PRELOAD_CONFLICT).
+CONFLICT_VARIABLES = ('LD_PRELOAD', 'LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES', 'OLLAMA_LLM_LIBRARY')
+
+ENV_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|mount|timer|path|slice|scope)$')
+
+
+def try_systemctl_show(module, unit, properties):
+    """Like systemctl_show() but never fails the module: returns (props, None) or (None, reason).
+
+    For hosts where systemctl is missing or systemd is not PID 1 (containers, chroots)."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        return None, 'systemctl not found'
+    cmd = [systemctl, 'show', unit, '--no-pager']
+    for prop in properties:
+        cmd.extend(['-p', prop])
+    rc, out, err = module.run_command(cmd)
+    if rc != 0:
+        return None, 'systemctl show %s failed (rc=%d): %s' % (unit, rc, ' / '.join((err or out).strip().splitlines()))
+    result = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition('=')
+        if sep:
+            result[key] = value
+    return result, None
+
+
+def valid_unit_name(unit):
+    return bool(_UNIT_NAME_RE.match(unit or '')) and '/' not in unit and unit not in ('.', '..')
+
+
+def unit_search_dirs(systemd_dir=None):
+    """UNIT_DIRS with systemd_dir (the one we write to) first, without duplicates."""
+    dirs = []
+    for d in ((systemd_dir,) if systemd_dir else ()) + UNIT_DIRS:
+        d = os.path.normpath(d)
+        if d not in dirs:
+            dirs.append(d)
+    if systemd_dir and os.path.normpath(systemd_dir) != UNIT_DIRS[0]:
+        # a custom systemd_dir stands in for /etc/systemd/system (tests, alternative roots)
+        dirs.remove(UNIT_DIRS[0])
+    return dirs
+
+
+def find_unit_file(unit, dirs):
+    """Path of the unit file systemd would load (first in dirs), or None. Follows symlinks (aliases)."""
+    for d in dirs:
+        p = os.path.join(d, unit)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def dropin_dir_names(unit):
+    """Drop-in dir names for unit, most specific first: unit.d, dash prefixes (a-b-.service.d, a-.service.d),
+    then the type-wide dir (service.d)."""
+    name, _dot, utype = unit.rpartition('.')
+    names = ['%s.d' % unit]
+    base = name.split('@')[0] if '@' in name else name
+    if '@' in name:
+        names.append('%s@.%s.d' % (base, utype))
+    parts = base.split('-')
+    for i in range(len(parts) - 1, 0, -1):
+        prefix = '-'.join(parts[:i]) + '-'
+        names.append('%s.%s.d' % (prefix, utype))
+    names.append('%s.d' % utype)
+    return names
+
+
+def dropin_files(unit, dirs, extra=None):
+    """Drop-in .conf files that apply to unit, in the order systemd applies them: sorted by file name;
+    a name in a higher-priority dir masks the same name lower down.
+
+    extra: {path: text_or_None} files to pretend exist (planned content) or not (None).
+    Returns [path]."""
+    extra = dict(extra or {})
+    chosen = {}
+    for d in dirs:
+        for dname in dropin_dir_names(unit):
+            dd = os.path.join(d, dname)
+            names = set()
+            if os.path.isdir(dd):
+                try:
+                    names.update(n for n in os.listdir(dd) if n.endswith('.conf') and not n.startswith('.'))
+                except OSError:
+                    pass
+            for p in extra:
+                if os.path.dirname(p) == dd:
+                    names.add(os.path.basename(p))
+            for n in sorted(names):
+                p = os.path.join(dd, n)
+                if p in extra and extra[p] is None:
+                    continue
+                if p not in extra and not (os.path.isfile(p) or os.path.realpath(p) == '/dev/null'):
+                    continue
+                if n not in chosen:
+                    # a higher-priority file of the same name masks this one (/dev/null links mask only)
+                    chosen[n] = p
+    return [chosen[n] for n in sorted(chosen) if os.path.realpath(chosen[n]) != '/dev/null']
+
+
+def parse_unit_text(text):
+    """[(section, key, value)] from unit-file text (systemd.syntax(7)): comments (# ;), sections,
+    Key=Value with whitespace trimmed, lines ending in an odd number of backslashes continued on the
+    next line (backslash replaced by a space; comment lines inside a continuation skipped)."""
+    out = []
+    section = None
+    pending = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if pending is not None and line[:1] in ('#', ';'):
+            continue
+        if pending is None and (not line or line[:1] in ('#', ';')):
+            continue
+        # continuation: an odd number of trailing backslashes
+        n = len(line) - len(line.rstrip('\\'))
+        if n % 2 == 1:
+            pending = (pending + ' ' if pending is not None else '') + line[:-1]
+            continue
+        if pending is not None:
+            line = pending + ' ' + line
+            pending = None
+        line = line.strip()
+        if line.startswith('[') and line.endswith(']'):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition('=')
+        if sep:
+            out.append((section, key.strip(), value.strip()))
+    if pending is not None:
+        key, sep, value = pending.strip().partition('=')
+        if sep:
+            out.append((section, key.strip(), value.strip()))
+    return out
+
+
+_SIMPLE_ESCAPES = {'a': '\a', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v',
+                   '\\': '\\', '"': '"', "'": "'", 's': ' '}
+
+
+def _cunescape_one(s, i):
+    """Decode the escape whose first char (after the backslash) is s[i]. Returns (text, next_i) or None."""
+    c = s[i] if i < len(s) else ''
+    if c in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[c], i + 1
+    if c == 'x' and re.match(r'[0-9a-fA-F]{2}', s[i + 1:i + 3]):
+        v = int(s[i + 1:i + 3], 16)
+        return (chr(v), i + 3) if v else None
+    if c == 'u' and re.match(r'[0-9a-fA-F]{4}', s[i + 1:i + 5]):
+        v = int(s[i + 1:i + 5], 16)
+        return (chr(v), i + 5) if v else None
+    if c == 'U' and re.match(r'[0-9a-fA-F]{8}', s[i + 1:i + 9]):
+        v = int(s[i + 1:i + 9], 16)
+        return (chr(v), i + 9) if 0 < v <= 0x10ffff else None
+    if re.match(r'[0-3][0-7]{2}', s[i:i + 3]):
+        v = int(s[i:i + 3], 8)
+        return (chr(v), i + 3) if v else None
+    return None
+
+
+def split_words(value):
+    """Words of a setting value as systemd's extract_first_word(EXTRACT_CUNESCAPE|EXTRACT_UNQUOTE) splits
+    them. Returns (words, error): on bad syntax (unbalanced quote, unknown escape) the words before it and
+    a reason — systemd ignores the rest of that line."""
+    words = []
+    i, n = 0, len(value)
+    while True:
+        while i < n and value[i] in ' \t\n\r':
+            i += 1
+        if i >= n:
+            return words, None
+        word = []
+        quote = None
+        while i < n:
+            c = value[i]
+            if c == '\\':
+                dec = _cunescape_one(value, i + 1)
+                if dec is None:
+                    return words, 'invalid escape sequence at %r' % value[i:i + 4]
+                word.append(dec[0])
+                i = dec[1]
+            elif quote:
+                if c == quote:
+                    quote = None
+                else:
+                    word.append(c)
+                i += 1
+            elif c in ('"', "'"):
+                quote = c
+                i += 1
+            elif c in ' \t\n\r':
+                break
+            else:
+                word.append(c)
+                i += 1
+        if quote:
+            return words, 'unbalanced %s quote' % quote
+        words.append(''.join(word))
+
+
+def resolve_specifiers(word, unit=None):
+    """Resolve %% and the unit-name specifiers (%n %N %p %i %I); others are kept as written."""
+    name = unit or ''
+    stem = name.rpartition('.')[0] if '.' in name else name
+    prefix, _at, instance = stem.partition('@')
+    table = {'%': '%', 'n': name, 'N': stem, 'p': prefix, 'i': instance, 'I': instance}
+    out = []
+    i = 0
+    while i < len(word):
+        c = word[i]
+        if c == '%' and i + 1 < len(word) and word[i + 1] in table and (unit or word[i + 1] == '%'):
+            out.append(table[word[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return ''.join(out)
+
+
+def parse_environment_value(value, unit=None):
+    """Assignments of one Environment= value: [(name, value)] in order (invalid words skipped), or None
+    for an empty value (which resets the list)."""
+    if not value.strip():
+        return None
+    words, _err = split_words(value)
+    out = []
+    for w in words:
+        w = resolve_specifiers(w, unit)
+        name, sep, val = w.partition('=')
+        if not sep or not name or '\0' in w:
+            continue
+        out.append((name, val))
+    return out
+
+
+def apply_environment(env, value, unit=None):
+    """Apply one Environment= value to env (a dict, kept in insertion order), as systemd does."""
+    parsed = parse_environment_value(value, unit)
+    if parsed is None:
+        env.clear()
+        return env
+    for name, val in parsed:
+        env.pop(name, None)
+        env[name] = val
+    return env
+
+
+def environment_assignments(text, unit=None):
+    """Environment= values set in the [Service] section of a unit/drop-in text, in order (raw values)."""
+    return [v for sec, k, v in parse_unit_text(text) if sec == 'Service' and k == 'Environment']
+
+
+def environment_of_text(text, unit=None, env=None):
+    """env updated by every [Service] Environment= line of text."""
+    env = {} if env is None else env
+    for v in environment_assignments(text, unit):
+        apply_environment(env, v, unit)
+    return env
+
+
+def variables_set_by(text, unit=None):
+    """Names assigned by the [Service] Environment= lines of text (a reset counts as setting nothing)."""
+    names = []
+    for v in environment_assignments(text, unit):
+        parsed = parse_environment_value(v, unit)
+        for name, _val in parsed or []:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def quote_environment_assignment(name, value):
+    """One Environment= word for name=value that systemd reads back exactly: double-quoted, with
+    backslash and double quote C-escaped and % doubled (specifiers are resolved after unquoting).
+    '$' needs nothing: Environment= does no variable expansion. Raises ValueError for a bad name
+    or control characters (a newline would end the setting)."""
+    if not ENV_NAME_RE.match(name or ''):
+        raise ValueError('%r is not a valid environment variable name' % (name,))
+    for ch in value:
+        if ord(ch) < 0x20 and ch != '\t' or ord(ch) == 0x7f:
+            raise ValueError('the value of %s contains a control character (%r)' % (name, ch))
+    escaped = value.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%')
+    return '"%s=%s"' % (name, escaped)
+
+
+def read_text(path):
+    with open(path, 'rb') as f:
+        return f.read().decode('utf-8', 'replace')
+
+
+def effective_environment(unit, dirs, extra=None):
+    """(env, sources): the Environment= of unit merged the way systemd does — the unit file (first in dirs),
+    then its drop-ins in file-name order. sources maps each variable to the file that set it last.
+
+    extra: {path: text_or_None} overrides file contents (planned drop-in) or removes a file (None).
+    EnvironmentFile= and the manager's own environment are not included."""
+    extra = dict(extra or {})
+    env, sources = {}, {}
+    files = []
+    unit_file = find_unit_file(unit, dirs)
+    if unit_file:
+        files.append(unit_file)
+    files.extend(dropin_files(unit, dirs, extra))
+    for path in files:
+        text = extra[path] if path in extra else _safe_read(path)
+        if text is None:
+            continue
+        for v in environment_assignments(text, unit):
+            before = dict(env)
+            apply_environment(env, v, unit)
+            if not env:
+                sources = {}
+            for name in env:
+                if name not in before or before[name] != env[name]:
+                    sources[name] = path
+            for name in list(sources):
+                if name not in env:
+                    del sources[name]
+    return env, sources
+
+
+def _safe_read(path):
+    try:
+        return read_text(path)
+    except (IOError, OSError):
+        return None
+
+
+def find_conflicts(unit, dirs, our_path, variables=CONFLICT_VARIABLES, extra=None):
+    """Other drop-ins of unit that set any of variables: [{'path', 'variables', 'overrides_ours'}].
+
+    overrides_ours: the file is applied after ours (its name sorts later), so its value wins."""
+    out = []
+    our_name = os.path.basename(our_path)
+    for path in dropin_files(unit, dirs, extra):
+        if path == our_path:
+            continue
+        text = (extra or {}).get(path) if path in (extra or {}) else _safe_read(path)
+        if text is None:
+            continue
+        names = [n for n in variables_set_by(text, unit) if n in variables]
+        if names:
+            out.append({'path': path, 'variables': names,
+                        'overrides_ours': os.path.basename(path) > our_name})
+    return out
+
+
+def parse_show_environment(value):
+    """{name: value} from `systemctl show -p Environment` output: space-separated NAME=value words. Older
+    systemctl prints a value containing a space as '[unprintable]' (skipped); quoted words are unquoted."""
+    env = {}
+    value = value or ''
+    words = value.split(' ')
+    if '"' in value or "'" in value:
+        quoted, err = split_words(value)
+        if err is None:
+            words = quoted
+    for word in words:
+        name, sep, val = word.partition('=')
+        if sep and name and word != '[unprintable]':
+            env[name] = val
+    return env
+
+
+def read_proc_environ(pid, proc_root='/proc'):
+    """{name: value} of a running process's initial environment, or None if it cannot be read."""
+    try:
+        with open(os.path.join(proc_root, str(int(pid)), 'environ'), 'rb') as f:
+            raw = f.read()
+    except (IOError, OSError, ValueError):
+        return None
+    env = {}
+    for item in raw.split(b'\0'):
+        if not item:
+            continue
+        name, sep, val = item.partition(b'=')
+        if sep:
+            env[name.decode('utf-8', 'surrogateescape')] = val.decode('utf-8', 'surrogateescape')
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where a unit's output goes, and when its main process started (ollama_gpu_mode, the doctor).
+
+# `systemctl show` properties log_sink() and unit_start_epoch() need, for callers that fetch them at once.
+LOG_SINK_PROPERTIES = ('Id', 'StandardOutput', 'StandardError', 'FragmentPath', 'DropInPaths')
+
+_FILE_OUTPUTS = ('file', 'append', 'truncate')
+
+
+def classify_output(value):
+    """(kind, path) for one StandardOutput=/StandardError= value: kind is journal (journal, kmsg, syslog
+    and their +console forms all reach journald), file (file:/append:/truncate:, path or None when only
+    the type is known), inherit, none (null), or other (tty, socket, fd:…) with the value as path."""
+    value = (value or '').strip()
+    kind, sep, path = value.partition(':')
+    if kind in _FILE_OUTPUTS:
+        return 'file', (path if sep and path else None)
+    base = value.split('+')[0]
+    if base in ('journal', 'kmsg', 'syslog'):
+        return 'journal', None
+    if value in ('inherit', ''):
+        return 'inherit', None
+    if value == 'null':
+        return 'none', None
+    return 'other', value
+
+
+def unit_files_setting(texts, key, section='Service'):
+    """Last value of key in section over texts (unit file then drop-ins, in the order systemd applies
+    them), or None when unset; an empty assignment resets to the default (None)."""
+    found = None
+    for text in texts:
+        for sec, k, v in parse_unit_text(text or ''):
+            if sec == section and k == key:
+                found = v if v != '' else None
+    return found
+
+
+def log_sink(show, read=None):
+    """Where the unit's stderr (Ollama's log) really goes: {'kind', 'path', 'setting'}.
+
+    show: systemctl show output with LOG_SINK_PROPERTIES. StandardError=inherit means "as
+    StandardOutput". systemctl shows file sinks as the bare type (`append`) on most versions, so the
+    path comes from the unit's own files (FragmentPath, DropInPaths), last assignment wins."""
+    read = read or _safe_read
+    setting = 'StandardError'
+    kind, path = classify_output(show.get('StandardError'))
+    if kind == 'inherit':
+        setting = 'StandardOutput'
+        kind, path = classify_output(show.get('StandardOutput') or 'journal')
+        if kind == 'inherit':
+            kind, path = 'journal', None
+    if kind == 'file' and not path:
+        files = [show.get('FragmentPath')] + (show.get('DropInPaths') or '').split()
+        texts = [read(p) for p in files if p]
+        value = unit_files_setting(texts, setting)
+        if value is None and setting == 'StandardError':
+            value = unit_files_setting(texts, 'StandardOutput')
+        kind2, path2 = classify_output(value)
+        if kind2 == 'file' and path2:
+            path = path2
+    return {'kind': kind, 'path': path, 'setting': '%s=%s' % (setting, show.get(setting, ''))}
+
+
+_SYSTEMD_TS_RE = re.compile(r'(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d+)?(?: (\S+))?\s*$')
+
+
+def parse_systemd_timestamp(value):
+    """Epoch seconds of a `systemctl show` timestamp: `@1732528800.123456` (--timestamp=unix) or
+    `Tue 2025-11-25 10:00:00 UTC` (zone UTC/GMT, else taken as this host's local time). None if unset."""
+    import calendar
+    import time
+    value = (value or '').strip()
+    if not value or value in ('n/a', '0'):
+        return None
+    if value.startswith('@'):
+        try:
+            return float(value[1:])
+        except ValueError:
+            return None
+    m = _SYSTEMD_TS_RE.search(value)
+    if not m:
+        return None
+    parts = tuple(int(x) for x in m.groups()[:6])
+    frac = float(m.group(7)) if m.group(7) else 0.0
+    if m.group(8) in ('UTC', 'GMT', 'Z'):
+        return calendar.timegm(parts + (0, 0, 0)) + frac
+    return time.mktime(parts + (0, 0, -1)) + frac
+
+
+def unit_start_epoch(module, unit):
+    """Epoch seconds at which the unit's main process started (ExecMainStartTimestamp), or None."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        return None
+    for extra in (['--timestamp=unix'], []):
+        rc, out, _err = module.run_command([systemctl, 'show', unit, '--no-pager', '-p', 'ExecMainStartTimestamp']
+                                           + extra)
+        if rc == 0:
+            _key, _sep, value = out.strip().partition('=')
+            epoch = parse_systemd_timestamp(value)
+            if epoch is not None:
+                return epoch
+    return None

@@ -1,0 +1,406 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Point every libcuda.so.1 (and friends) the loader or Ollama may find at the shim, in one call.
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: cuda_links
+short_description: Ensure the library-name symlinks that point at a vGPU shim
+description:
+  - For every directory in I(dirs) (plus each existing C(<ollama_lib_dir>/cuda_v*) directory when
+    I(discover_ollama_dirs)) and every name in I(names), makes C(<dir>/<name>) a symlink to I(target).
+  - Validates every path first and changes nothing if any is wrong (all-or-nothing) - a directory where a
+    link should go, a regular file without I(replace_files), a real NVIDIA driver library without
+    I(replace_driver_libs), a missing or non-regular I(target).
+  - Each link is made atomically - a temporary symlink in the same directory renamed over the path. An
+    existing symlink is never followed; one that points elsewhere or dangles is replaced.
+  - A link that already resolves to I(target) through a relative text (ldconfig rewrites
+    C(/usr/lib64/libcuda.so.1) to C(libvgpu-cuda.so) when the shim's SONAME is libcuda.so.1) counts as
+    unchanged.
+  - Missing directories are reported as C(skipped) (reason C(directory missing)), so a host whose Ollama has
+    no C(cuda_v13) does not get one invented. With I(create_missing_dirs=true) they are created (mode 0755).
+  - With I(state=absent) only links that point at I(target) are removed; where this module had backed up a
+    regular file at that path, the newest backup is put back.
+version_added: "1.0.0"
+author: vgpu toolkit contributors
+options:
+  target:
+    description:
+      - The installed shim (a regular file, not a symlink), for example C(/usr/lib64/libvgpu-cuda.so).
+      - With I(state=absent) it need not exist any more; it only selects which links to remove.
+    type: path
+    required: true
+  names:
+    description: Link names to create in each directory, for example C(libcuda.so.1), or C(libnvidia-ml.so.1)
+      for the NVML shim.
+    type: list
+    elements: str
+    default: [libcuda.so.1]
+  dirs:
+    description: Directories to place the links in.
+    type: list
+    elements: path
+    default: [/usr/lib64, /usr/local/lib, /usr/local/lib/ollama, /usr/local/lib/ollama/cuda_v12,
+              /usr/local/lib/ollama/cuda_v13]
+  ollama_lib_dir:
+    description: Ollama's library directory; its C(cuda_v*) subdirectories are added when I(discover_ollama_dirs).
+    type: path
+    default: /usr/local/lib/ollama
+  discover_ollama_dirs:
+    description: Add every existing C(<ollama_lib_dir>/cuda_v*) directory to I(dirs) (future CUDA backends).
+    type: bool
+    default: true
+  create_missing_dirs:
+    description:
+      - Create missing directories from I(dirs) (mode 0755, root) instead of skipping them.
+      - Off by default - a missing C(cuda_v13) means this Ollama has no such backend.
+    type: bool
+    default: false
+  replace_files:
+    description:
+      - Replace a regular file found where a link should go (a stale copy of a shim is the usual case). It
+        is kept as C(.<name>.<UTC timestamp>.vgpu-backup) in the same directory when I(backup) is true.
+      - Without it such a file fails the task and is listed.
+    type: bool
+    default: false
+  replace_driver_libs:
+    description:
+      - Also replace a file that looks like a real NVIDIA driver library - one owned by a dpkg package,
+        named like C(libcuda.so.535.104.05), containing NVIDIA driver strings (C(/dev/nvidiactl),
+        C(NVIDIA UNIX), ...), or with SONAME libcuda.so.1/libnvidia-ml.so.1 while the shim's SONAME differs.
+      - A byte-identical copy of I(target) is never considered a driver.
+    type: bool
+    default: false
+  backup:
+    description:
+      - Keep replaced regular files as hidden backups in the same directory (C(.<name>.<UTC>.vgpu-backup));
+        hidden because ldconfig would otherwise read a C(lib*.so*) backup and repoint SONAME links at it.
+      - I(state=absent) restores the newest such backup.
+    type: bool
+    default: true
+  state:
+    description: C(present) makes the links; C(absent) removes links that point at I(target).
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Validates and reports every link's planned action; changes nothing.
+  diff_mode:
+    support: full
+    description: C(path -> target) lines before and after.
+seealso:
+  - module: vgpu_shim
+'''
+
+EXAMPLES = r'''
+- name: Point every libcuda.so.1 at the CUDA shim
+  cuda_links:
+    target: /usr/lib64/libvgpu-cuda.so
+  register: cuda_links_result
+
+- name: NVML links beside them
+  cuda_links:
+    target: /usr/lib64/libvgpu-nvml.so
+    names: [libnvidia-ml.so.1]
+
+- name: Replace a stale regular-file copy left by an old install
+  cuda_links:
+    target: /usr/lib64/libvgpu-cuda.so
+    replace_files: true
+
+- name: Roll back (remove our links, restore what they replaced)
+  cuda_links:
+    target: /usr/lib64/libvgpu-cuda.so
+    state: absent
+'''
+
+RETURN = r'''
+links:
+  description:
+    - One entry per C(<dir>/<name>), in order.
+    - C(action) is one of C(created), C(replaced), C(unchanged), C(removed), C(restored) (absent, a backup put
+      back), C(skipped), C(backed_up_and_replaced).
+    - C(before)/C(after) - the link text, null when absent, or C(regular file sha256=...).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {path: /usr/local/lib/ollama/cuda_v12/libcuda.so.1, before: null, after: /usr/lib64/libvgpu-cuda.so,
+       action: created}
+    - {path: /usr/local/lib/ollama/cuda_v13/libcuda.so.1, before: null, after: null, action: skipped,
+       reason: directory missing}
+dirs:
+  description: The directories considered (after discovery and de-duplication).
+  returned: always
+  type: list
+  elements: str
+changed:
+  description: Whether any link was (or in check mode would be) created, replaced, removed or restored.
+  returned: always
+  type: bool
+'''
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vgpu_elf import ElfError, read_elf
+from ansible.module_utils.vgpu_fs import (
+    atomic_symlink, backup_path, describe, find_backups, looks_like_nvidia_driver, make_backup, sha256_file,
+)
+
+DEFAULT_DIRS = ['/usr/lib64', '/usr/local/lib', '/usr/local/lib/ollama', '/usr/local/lib/ollama/cuda_v12',
+                '/usr/local/lib/ollama/cuda_v13']
+CHANGING = ('created', 'replaced', 'removed', 'restored', 'backed_up_and_replaced')
+
+
+def candidate_dirs(dirs, ollama_lib_dir, discover):
+    """dirs + discovered cuda_v* dirs, de-duplicated by path and by real path (first wins)."""
+    wanted = [os.path.normpath(d) for d in dirs]
+    if discover and os.path.isdir(ollama_lib_dir):
+        found = [d for d in glob.glob(os.path.join(glob.escape(ollama_lib_dir), 'cuda_v*')) if os.path.isdir(d)]
+        wanted.extend(sorted(os.path.normpath(d) for d in found))
+    out, seen = [], set()
+    for d in wanted:
+        key = os.path.realpath(d) if os.path.exists(d) else d
+        if d in seen or key in seen:
+            continue
+        seen.update([d, key])
+        out.append(d)
+    return out
+
+
+def points_at(info, target):
+    """Does the symlink described by info resolve to target directly (relative text or dir aliases allowed,
+    a chain through another link not)?"""
+    if info['resolved'] == target:
+        return True
+    if info['dangling'] or os.path.islink(info['resolved']):
+        return False
+    try:
+        return os.path.realpath(info['resolved']) == os.path.realpath(target)
+    except OSError:
+        return False
+
+
+def show(info):
+    kind = info['kind']
+    if kind == 'missing':
+        return None
+    if kind == 'symlink':
+        return info['link']
+    if kind == 'file':
+        return 'regular file sha256=%s' % info.get('sha256', '?')
+    return kind
+
+
+def plan_links(p, target, target_soname):
+    """(items, errors) - every path's intended action, and every reason to refuse."""
+    items, errors = [], []
+    present = p['state'] == 'present'
+    target_real = os.path.realpath(target)
+    dirs = candidate_dirs(p['dirs'], p['ollama_lib_dir'], p['discover_ollama_dirs'])
+    for d in dirs:
+        dinfo = describe(d)
+        dir_ok = dinfo['kind'] == 'directory' or (dinfo['kind'] == 'symlink' and os.path.isdir(d))
+        if dinfo['kind'] not in ('missing',) and not dir_ok:
+            if dinfo['kind'] == 'symlink' and dinfo['dangling']:
+                dinfo = {'kind': 'missing'}
+            else:
+                errors.append('%s is not a directory (%s); remove it or drop it from dirs' % (d, dinfo['kind']))
+                continue
+        for name in p['names']:
+            path = os.path.join(d, name)
+            item = {'path': path, 'before': None, 'after': None, 'action': None}
+            items.append(item)
+            if dinfo['kind'] == 'missing':
+                if present and p['create_missing_dirs']:
+                    item.update(action='created', after=target, create_dir=d)
+                else:
+                    item.update(action='skipped', reason='directory missing')
+                continue
+            info = describe(path)
+            if info['kind'] == 'file':
+                info['sha256'] = sha256_file(path)
+            item['before'] = show(info)
+            if info['kind'] == 'symlink' and info['dangling']:
+                item['dangling'] = True
+            if not present:
+                if info['kind'] == 'symlink' and points_at(info, target):
+                    backups = find_backups(path)
+                    if p['backup'] and backups:
+                        item.update(action='restored', after='regular file (from %s)' % backups[-1],
+                                    backup_file=backups[-1])
+                    else:
+                        item.update(action='removed', after=None)
+                else:
+                    item.update(action='unchanged', after=item['before'])
+                    if info['kind'] != 'missing':
+                        item['reason'] = 'not a link to %s' % target
+                continue
+            if os.path.realpath(path) == target_real and info['kind'] != 'symlink':
+                errors.append('%s is the target itself; install the shim under its own name (for example '
+                              'libvgpu-cuda.so) so the link name stays free' % path)
+                continue
+            if info['kind'] == 'missing':
+                item.update(action='created', after=target)
+            elif info['kind'] == 'symlink':
+                if points_at(info, target):
+                    item.update(action='unchanged', after=info['link'])
+                else:
+                    item.update(action='replaced', after=target)
+            elif info['kind'] == 'directory':
+                errors.append('%s is a directory where a link should go; remove it or drop %s from dirs'
+                              % (path, d))
+            elif info['kind'] == 'file':
+                identical = info['sha256'] == sha256_file(target)
+                if not p['replace_files']:
+                    errors.append('%s is a regular file (%s), not a link; set replace_files: true to back it up '
+                                  'and replace it with a link' % (
+                                      path, 'an identical copy of the shim' if identical
+                                      else 'sha256 %s' % info['sha256']))
+                    continue
+                reasons = [] if identical else looks_like_nvidia_driver(path, target, target_soname)
+                if reasons and not p['replace_driver_libs']:
+                    errors.append('%s looks like a real NVIDIA driver library (%s); it would shadow or be shadowed '
+                                  'by the shim (DRIVER_SHADOW). Uninstall the driver package, or set '
+                                  'replace_driver_libs: true to back it up and replace it'
+                                  % (path, '; '.join(reasons)))
+                    continue
+                if reasons:
+                    item['driver_reasons'] = reasons
+                if p['backup']:
+                    item.update(action='backed_up_and_replaced', after=target, backup_file=backup_path(path))
+                else:
+                    item.update(action='replaced', after=target)
+            else:
+                errors.append('%s is a special file (%s); remove it first' % (path, info['kind']))
+    return dirs, items, errors
+
+
+def diff_text(items, key):
+    lines = []
+    for it in items:
+        if it['action'] == 'skipped':
+            continue
+        v = it[key]
+        if v is None:
+            lines.append('%s (absent)' % it['path'])
+        elif v.startswith('regular file'):
+            lines.append('%s (%s)' % (it['path'], v))
+        else:
+            lines.append('%s -> %s' % (it['path'], v))
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
+def apply(items, target):
+    """Carry out the plan. Returns [(item, error)] for anything that failed."""
+    failures = []
+    for it in items:
+        action = it['action']
+        if action not in CHANGING:
+            continue
+        try:
+            if it.get('create_dir') and not os.path.isdir(it['create_dir']):
+                os.makedirs(it['create_dir'], 0o755)
+                os.chmod(it['create_dir'], 0o755)
+            if action == 'backed_up_and_replaced':
+                it['backup_file'] = make_backup(it['path'])
+                atomic_symlink(target, it['path'])
+            elif action in ('created', 'replaced'):
+                atomic_symlink(target, it['path'])
+            elif action == 'removed':
+                os.unlink(it['path'])
+            elif action == 'restored':
+                # rename the backup over the link: the path never goes missing
+                os.rename(it['backup_file'], it['path'])
+        except (IOError, OSError) as e:
+            failures.append((it, str(e)))
+            break
+    return failures
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            target=dict(type='path', required=True),
+            names=dict(type='list', elements='str', default=['libcuda.so.1']),
+            dirs=dict(type='list', elements='path', default=list(DEFAULT_DIRS)),
+            ollama_lib_dir=dict(type='path', default='/usr/local/lib/ollama'),
+            discover_ollama_dirs=dict(type='bool', default=True),
+            create_missing_dirs=dict(type='bool', default=False),
+            replace_files=dict(type='bool', default=False),
+            replace_driver_libs=dict(type='bool', default=False),
+            backup=dict(type='bool', default=True),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    target = os.path.normpath(p['target']) if p['target'] else p['target']
+
+    # ---- validate parameters and target
+    errors = []
+    if not os.path.isabs(target):
+        errors.append('target must be an absolute path, got %r' % p['target'])
+    for name in p['names']:
+        if not name or '/' in name or name in ('.', '..') or name.startswith('.'):
+            errors.append('names must be plain file names (no "/", not hidden), got %r' % name)
+    for d in p['dirs']:
+        if not os.path.isabs(d):
+            errors.append('dirs must be absolute paths, got %r' % d)
+    if not os.path.isabs(p['ollama_lib_dir']):
+        errors.append('ollama_lib_dir must be an absolute path, got %r' % p['ollama_lib_dir'])
+    if not errors and p['state'] == 'present':
+        tinfo = describe(target)
+        if tinfo['kind'] == 'missing':
+            errors.append('target %s does not exist; install the shim first (vgpu_shim)' % target)
+        elif tinfo['kind'] == 'symlink':
+            errors.append('target %s is a symlink (-> %s); point the links at the installed shim file itself'
+                          % (target, tinfo['link']))
+        elif tinfo['kind'] != 'file':
+            errors.append('target %s is a %s, not a regular file' % (target, tinfo['kind']))
+    if errors:
+        module.fail_json(msg='%s. Nothing was changed.' % '; '.join(errors), errors=errors)
+
+    target_soname = None
+    if p['state'] == 'present':
+        try:
+            target_soname = read_elf(target).soname
+        except (ElfError, IOError, OSError):
+            target_soname = None
+
+    # ---- plan (and refuse as a whole)
+    dirs, items, errors = plan_links(p, target, target_soname)
+    if errors:
+        module.fail_json(msg='Refusing to change any link: %s. Nothing was changed.' % '; '.join(errors),
+                         errors=errors, links=items, dirs=dirs)
+
+    changed = any(it['action'] in CHANGING for it in items)
+    result = dict(changed=changed, links=items, dirs=dirs)
+    for it in items:
+        if it.get('driver_reasons'):
+            module.warn('%s looked like an NVIDIA driver library (%s); replacing it as replace_driver_libs asked'
+                        % (it['path'], '; '.join(it['driver_reasons'])))
+    if module._diff:
+        result['diff'] = {'before': diff_text(items, 'before'), 'after': diff_text(items, 'after'),
+                          'before_header': 'links to %s' % target, 'after_header': 'links to %s' % target}
+    if not changed or module.check_mode:
+        module.exit_json(**result)
+
+    # ---- apply
+    failures = apply(items, target)
+    if failures:
+        it, err = failures[0]
+        module.fail_json(msg='Changing %s failed (%s); links before it in the list were already changed, '
+                             'the rest were not. Fix the cause and run again.' % (it['path'], err), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,500 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Own one systemd drop-in that sets a unit's LD_PRELOAD and environment (target side, Python 3.8+ stdlib).
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: systemd_dropin_env
+short_description: Manage one systemd drop-in that sets LD_PRELOAD and environment for a unit
+description:
+  - Writes C(<systemd_dir>/<unit>.d/<name>) with a fixed layout - a header comment, C([Service]),
+    C(Environment="LD_PRELOAD=a:b") from I(preload) (order kept), then I(environment) sorted by name, then
+    I(extra) keys sorted by name. LF line endings, written atomically, mode 0644 root:root. A symlink at the
+    drop-in path is replaced by the file, never written through.
+  - Refuses (changing nothing) when the unit is not installed, the drop-in name is unsafe, a preload library is
+    missing, not a regular file, not owned by root, writable by group/other, or lies under a directory a
+    non-root user can write (that would let them inject code into the service), or a value cannot be written
+    safely.
+  - Values are quoted for systemd - C(\) and C(") are escaped, C(%) is doubled (specifiers); C($) is literal
+    because C(Environment=) does no variable expansion; control characters (newlines) are refused.
+  - Runs C(systemctl daemon-reload) after a change (not in check mode). It never restarts the unit; it reports
+    I(restart_required) when the running main process's environment (C(/proc/<MainPID>/environ)) differs from
+    the unit's effective environment for the variables this drop-in manages - so a correct drop-in on a service
+    that was never restarted is still reported (failure code PRELOAD_NOT_APPLIED).
+  - Reports other drop-ins of the unit that set LD_PRELOAD, LD_LIBRARY_PATH, CUDA_VISIBLE_DEVICES or
+    OLLAMA_LLM_LIBRARY as I(conflicts) (PRELOAD_CONFLICT), with a warning.
+version_added: "1.0.0"
+author: vgpu toolkit contributors
+options:
+  unit:
+    description: The unit the drop-in belongs to.
+    type: str
+    default: ollama.service
+  name:
+    description: File name of the drop-in; must end in C(.conf) and contain no C(/) or C(..). Drop-ins apply in
+      file-name order, so a later name (C(zz-...)) wins over ours.
+    type: str
+    default: vgpu.conf
+  preload:
+    description:
+      - Libraries for C(LD_PRELOAD), in load order (the driver shim before anything that resolves its symbols
+        at load time). Absolute paths of root-owned regular files (or links to them) without C(:) or blanks.
+      - Empty - no C(LD_PRELOAD) line (the library_path strategy).
+    type: list
+    elements: path
+    default: []
+  environment:
+    description:
+      - Other variables, for example C(LD_LIBRARY_PATH), C(OLLAMA_LIBRARY_PATH), C(OLLAMA_LLM_LIBRARY) for the
+        library_path strategy. Names must match C([A-Za-z_][A-Za-z0-9_]*); C(LD_PRELOAD) belongs in I(preload).
+      - Values are strings (numbers are converted; quote booleans).
+    type: dict
+    default: {}
+  extra:
+    description:
+      - Other C([Service]) settings, written verbatim as C(Key=value), for example C(LimitMEMLOCK=infinity).
+        Booleans are written as C(yes)/C(no). C(Environment) is not allowed here.
+    type: dict
+    default: {}
+  state:
+    description: C(present) writes the drop-in, C(absent) removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  daemon_reload:
+    description: Run C(systemctl daemon-reload) after changing the drop-in.
+    type: bool
+    default: true
+  systemd_dir:
+    description: Directory of admin unit files, where the C(<unit>.d) directory lives.
+    type: path
+    default: /etc/systemd/system
+attributes:
+  check_mode:
+    support: full
+    description: Validates, reports the planned file, conflicts and I(restart_required) as they would be after
+      the change; writes nothing and does not reload.
+  diff_mode:
+    support: full
+    description: The drop-in's content before and after.
+notes:
+  - Where systemd is not running (containers, chroots) the unit is looked up as a unit file, daemon-reload is
+    skipped with a warning and I(restart_required) is false with I(active_state=unknown).
+  - I(effective_environment) merges C(Environment=) of the unit file and its drop-ins (unit.d, prefix and
+    C(service.d) directories under /etc, /run, /usr/local/lib, /usr/lib) in systemd's order; C(EnvironmentFile=)
+    and the manager's own environment are not included.
+seealso:
+  - module: vgpu_shim
+  - module: cuda_links
+'''
+
+EXAMPLES = r'''
+- name: Preload the shims into Ollama
+  systemd_dropin_env:
+    preload:
+      - /usr/lib64/libvgpu-cuda.so
+      - /usr/lib64/libvgpu-nvml.so
+  register: vgpu_dropin
+  notify: Restart ollama
+
+- name: Restart only when the running process lacks the environment
+  ansible.builtin.systemd_service:
+    name: ollama.service
+    state: restarted
+  when: vgpu_dropin.restart_required
+
+- name: library_path strategy
+  systemd_dropin_env:
+    environment:
+      LD_LIBRARY_PATH: /opt/vgpu/lib:/usr/local/lib/ollama/cuda_v12:/usr/local/lib/ollama
+      OLLAMA_LIBRARY_PATH: /opt/vgpu/lib:/usr/local/lib/ollama/cuda_v12:/usr/local/lib/ollama
+      OLLAMA_LLM_LIBRARY: cuda_v12
+    extra:
+      LimitMEMLOCK: infinity
+
+- name: Remove the drop-in
+  systemd_dropin_env:
+    state: absent
+'''
+
+RETURN = r'''
+path:
+  description: The drop-in file.
+  returned: always
+  type: str
+  sample: /etc/systemd/system/ollama.service.d/vgpu.conf
+content:
+  description: The drop-in's content after the run (null with I(state=absent)).
+  returned: always
+  type: str
+plan:
+  description: Changes in order - C(create_dir), C(write), C(replace_symlink), C(set_attributes), C(remove),
+    C(daemon_reload).
+  returned: always
+  type: list
+  elements: dict
+daemon_reloaded:
+  description: Whether C(systemctl daemon-reload) ran.
+  returned: always
+  type: bool
+restart_required:
+  description: The unit is running and its main process's environment differs from the effective unit
+    environment for a variable this drop-in sets (or set before). False when not running.
+  returned: always
+  type: bool
+restart_reasons:
+  description: The differing variables - C({variable, running, effective}); null means unset.
+  returned: always
+  type: list
+  elements: dict
+active_state:
+  description: ActiveState of the unit (C(unknown) when systemd is not available).
+  returned: always
+  type: str
+main_pid:
+  description: MainPID of the unit (0 when not running).
+  returned: always
+  type: int
+managed_variables:
+  description: Variables this drop-in sets (now or before the run).
+  returned: always
+  type: list
+  elements: str
+conflicts:
+  description: Other drop-ins that set LD_PRELOAD, LD_LIBRARY_PATH, CUDA_VISIBLE_DEVICES or OLLAMA_LLM_LIBRARY -
+    C({path, variables, overrides_ours}); C(overrides_ours) is true when the file is applied after ours.
+  returned: always
+  type: list
+  elements: dict
+effective_environment:
+  description: Environment= of the unit and its drop-ins merged in systemd's order (after the planned change).
+  returned: always
+  type: dict
+environment_sources:
+  description: For each variable of I(effective_environment), the file that set it last.
+  returned: always
+  type: dict
+dropins:
+  description: All drop-in files of the unit in the order systemd applies them (after the planned change).
+  returned: always
+  type: list
+  elements: str
+unit_file:
+  description: The unit file found on disk (null when systemd knows the unit but no file was found in the search path).
+  returned: always
+  type: str
+preload_interposed:
+  description: For each preloaded ELF library that exports libc/loader functions, those functions
+    (PRELOAD_INTERPOSES_LOADER, also given as a warning).
+  returned: always
+  type: dict
+  sample: {/usr/lib64/libvgpu-cuda.so: [dlopen, dlsym]}
+'''
+
+import os
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vgpu_elf import ElfError, read_elf
+from ansible.module_utils.vgpu_fs import (
+    atomic_write, describe, mode_string, set_attrs_nofollow, unsafe_path_components,
+)
+from ansible.module_utils.vgpu_systemd import (
+    CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, effective_environment, find_conflicts, find_unit_file,
+    quote_environment_assignment, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
+    variables_set_by, parse_show_environment,
+)
+
+HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit'
+PROC_ROOT = '/proc'
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+EXTRA_KEY_RE = re.compile(r'^[A-Z][A-Za-z0-9]*$')
+PATH_LIST_VARIABLES = ('LD_LIBRARY_PATH', 'OLLAMA_LIBRARY_PATH')
+RUNNING_STATES = ('active', 'activating', 'reloading', 'deactivating', 'refreshing')
+
+
+def render(preload, environment, extra):
+    """The drop-in text: header, [Service], LD_PRELOAD, environment sorted, extra sorted; LF, final newline."""
+    lines = [HEADER, u'[Service]']
+    if preload:
+        lines.append(u'Environment=%s' % quote_environment_assignment('LD_PRELOAD', u':'.join(preload)))
+    for name in sorted(environment):
+        lines.append(u'Environment=%s' % quote_environment_assignment(name, environment[name]))
+    for key in sorted(extra):
+        lines.append(u'%s=%s' % (key, extra[key]))
+    return u'\n'.join(lines) + u'\n'
+
+
+def check_preload(path):
+    """Reasons the library at path must not be preloaded into a root-started service; [] when fine."""
+    if not os.path.isabs(path):
+        return ['%s is not an absolute path' % path]
+    if ':' in path or re.search(r'\s', path):
+        return ['%s contains ":" or whitespace, which LD_PRELOAD treats as a separator' % path]
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return ['%s does not exist or cannot be reached (%s); install it first or drop it from preload '
+                '(a missing preload library breaks the service: PRELOAD_MISSING_FILE)' % (path, e.strerror)]
+    if not stat.S_ISREG(st.st_mode):
+        return ['%s is not a regular file (or a link to one)' % path]
+    problems = []
+    for comp in unsafe_path_components(path):
+        problems.append('%s (mode %s, owner %s:%s) is %s: a non-root user could replace code loaded into the '
+                        'service (PRELOAD_HIJACK_RISK); fix with chown root:root and chmod go-w'
+                        % (comp['path'], comp['mode'], comp['uid'], comp['gid'], comp['problem']))
+    return problems
+
+
+def to_text_value(key, value, what):
+    if isinstance(value, bool):
+        if what == 'extra':
+            return u'yes' if value else u'no'
+        raise ValueError('%s value of %s is a boolean; quote it to say which text you mean ("true", "1", ...)'
+                         % (what, key))
+    if isinstance(value, (int, float)):
+        return u'%s' % value
+    if isinstance(value, bytes):
+        value = value.decode('utf-8')
+    if not isinstance(value, str):
+        raise ValueError('%s value of %s must be a string, got %s' % (what, key, type(value).__name__))
+    return value
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            unit=dict(type='str', default='ollama.service'),
+            name=dict(type='str', default='vgpu.conf'),
+            preload=dict(type='list', elements='path', default=[]),
+            environment=dict(type='dict', default={}),
+            extra=dict(type='dict', default={}),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            daemon_reload=dict(type='bool', default=True),
+            systemd_dir=dict(type='path', default='/etc/systemd/system'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    unit, name, systemd_dir = p['unit'], p['name'], os.path.normpath(p['systemd_dir'])
+    present = p['state'] == 'present'
+
+    # ---- validate everything before touching anything
+    errors = []
+    if not valid_unit_name(unit):
+        errors.append('unit %r is not a valid unit name (for example ollama.service)' % unit)
+    if (not name.endswith('.conf') or '/' in name or '..' in name or name.startswith('.')
+            or re.search(r'[\s\x00-\x1f]', name)):
+        errors.append('name %r must be a plain file name ending in .conf, without "/", ".." or a leading "."'
+                      % name)
+    environment, extra = {}, {}
+    if present:
+        for lib in p['preload']:
+            errors.extend(check_preload(lib))
+        for key, value in sorted((p['environment'] or {}).items()):
+            if key == 'LD_PRELOAD':
+                errors.append('set LD_PRELOAD with the preload option (a list of libraries), not in environment')
+                continue
+            if not ENV_NAME_RE.match(key):
+                errors.append('environment name %r is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)' % key)
+                continue
+            try:
+                environment[key] = to_text_value(key, value, 'environment')
+                quote_environment_assignment(key, environment[key])
+            except ValueError as e:
+                errors.append(str(e))
+        for key, value in sorted((p['extra'] or {}).items()):
+            if not EXTRA_KEY_RE.match(key):
+                errors.append('extra key %r is not a systemd setting name (e.g. LimitMEMLOCK)' % key)
+                continue
+            if key == 'Environment':
+                errors.append('put variables in the environment option, not extra.Environment')
+                continue
+            try:
+                v = to_text_value(key, value, 'extra')
+            except ValueError as e:
+                errors.append(str(e))
+                continue
+            if re.search(u'[\x00-\x08\x0a-\x1f\x7f]', v):
+                errors.append('extra value of %s contains a control character (newline?)' % key)
+                continue
+            extra[key] = v
+    if errors:
+        module.fail_json(msg='Refusing to write the drop-in: %s. Nothing was changed.' % '; '.join(errors),
+                         errors=errors)
+
+    search_dirs = unit_search_dirs(systemd_dir)
+    props, systemd_error = try_systemctl_show(
+        module, unit, ['LoadState', 'ActiveState', 'MainPID', 'Environment'])
+    unit_file = find_unit_file(unit, search_dirs)
+    if props is not None and props.get('LoadState') == 'masked':
+        module.fail_json(msg='unit %s is masked; unmask it before adding a drop-in. Nothing was changed.' % unit)
+    if props is not None:
+        # systemd knows the unit, or its file is in systemd_dir (written but not yet daemon-reloaded)
+        installed = props.get('LoadState') not in (None, '', 'not-found') or bool(find_unit_file(unit, [systemd_dir]))
+    else:
+        installed = unit_file is not None
+    if present and not installed:
+        # (removing a drop-in of a unit that is gone is fine: that is what a rollback after uninstall does)
+        module.fail_json(msg='unit %s is not installed (%s, and there is no unit file in %s); install the service '
+                             'first (for Ollama, its install script). Nothing was changed.'
+                             % (unit, 'systemctl show reports LoadState=%s' % props.get('LoadState')
+                                if props is not None else systemd_error, systemd_dir))
+
+    dropin_dir = os.path.join(systemd_dir, unit + '.d')
+    path = os.path.join(dropin_dir, name)
+    if not os.path.isdir(systemd_dir):
+        module.fail_json(msg='systemd_dir %s does not exist. Nothing was changed.' % systemd_dir)
+    dinfo = describe(dropin_dir)
+    if dinfo['kind'] not in ('missing', 'directory') and not (dinfo['kind'] == 'symlink' and os.path.isdir(dropin_dir)):
+        module.fail_json(msg='%s exists but is not a directory; remove it. Nothing was changed.' % dropin_dir)
+    before = describe(path)
+    if before['kind'] in ('directory', 'other'):
+        module.fail_json(msg='%s is a %s, not a drop-in file; remove it. Nothing was changed.'
+                         % (path, before['kind']))
+    before_text = None
+    if before['kind'] in ('file', 'symlink'):
+        try:
+            with open(path, 'rb') as f:
+                before_text = f.read().decode('utf-8', 'replace')
+        except (IOError, OSError):
+            before_text = None
+
+    # ---- plan
+    plan = []
+    new_text = render(p['preload'], environment, extra) if present else None
+    if present:
+        if dinfo['kind'] == 'missing':
+            plan.append({'action': 'create_dir', 'path': dropin_dir})
+        if before['kind'] == 'symlink':
+            plan.append({'action': 'replace_symlink', 'path': path, 'old_target': before['link']})
+        elif before['kind'] == 'missing' or before_text != new_text:
+            plan.append({'action': 'write', 'path': path})
+        elif (before['mode'], before['uid'], before['gid']) != (FILE_MODE, 0, 0):
+            plan.append({'action': 'set_attributes', 'path': path,
+                         'old': {'mode': mode_string(before['mode']), 'uid': before['uid'], 'gid': before['gid']},
+                         'new': {'mode': mode_string(FILE_MODE), 'uid': 0, 'gid': 0}})
+    elif before['kind'] != 'missing':
+        plan.append({'action': 'remove', 'path': path})
+    content_changed = any(a['action'] in ('write', 'replace_symlink', 'remove') for a in plan)
+    systemd_up = props is not None
+    if content_changed and p['daemon_reload']:
+        if systemd_up:
+            plan.append({'action': 'daemon_reload'})
+        else:
+            module.warn('systemd is not available (%s): daemon-reload skipped; systemd reads the drop-in at its '
+                        'next start' % systemd_error)
+    changed = bool(plan)
+
+    # ---- apply
+    daemon_reloaded = False
+    if changed and not module.check_mode:
+        try:
+            for a in plan:
+                if a['action'] == 'create_dir':
+                    os.mkdir(dropin_dir, DIR_MODE)
+                    os.chmod(dropin_dir, DIR_MODE)
+                elif a['action'] in ('write', 'replace_symlink'):
+                    atomic_write(path, new_text.encode('utf-8'), FILE_MODE, 0, 0, module=module)
+                elif a['action'] == 'set_attributes':
+                    set_attrs_nofollow(path, FILE_MODE, 0, 0)
+                elif a['action'] == 'remove':
+                    os.unlink(path)
+        except (IOError, OSError) as e:
+            module.fail_json(msg='Writing %s failed: %s' % (path, e), plan=plan)
+        if any(a['action'] == 'daemon_reload' for a in plan):
+            systemctl = module.get_bin_path('systemctl', required=True)
+            rc, out, err = module.run_command([systemctl, 'daemon-reload'])
+            if rc != 0:
+                module.fail_json(msg='%s is in place but systemctl daemon-reload failed (rc=%d): %s; run it by hand '
+                                     'before restarting %s' % (path, rc, (err or out).strip(), unit), plan=plan)
+            daemon_reloaded = True
+
+    # ---- report: effective environment, conflicts, whether the running process has it
+    planned = {path: new_text}
+    env, sources = effective_environment(unit, search_dirs, planned)
+    dropins = dropin_files(unit, search_dirs, planned)
+    conflicts = find_conflicts(unit, search_dirs, path, CONFLICT_VARIABLES, planned)
+    managed = []
+    for text in (before_text, new_text):
+        for v in variables_set_by(text or u'', unit):
+            if v not in managed:
+                managed.append(v)
+
+    active_state, main_pid, restart_required, reasons = 'unknown', 0, False, []
+    if systemd_up:
+        current = props
+        if daemon_reloaded:
+            again, _err = try_systemctl_show(module, unit, ['ActiveState', 'MainPID', 'Environment'])
+            current = again or props
+        active_state = current.get('ActiveState') or 'unknown'
+        try:
+            main_pid = int(current.get('MainPID') or 0)
+        except ValueError:
+            main_pid = 0
+        # systemd's own view is authoritative once it has read the new drop-in; before that (check mode,
+        # no reload) use the file-based merge, which includes the planned content
+        systemd_current = not changed or daemon_reloaded or not content_changed
+        unit_env = parse_show_environment(current.get('Environment')) if systemd_current else env
+        if systemd_current and '[unprintable]' in (current.get('Environment') or ''):
+            merged = dict(env)
+            merged.update(unit_env)
+            unit_env = merged
+        if active_state in RUNNING_STATES and main_pid > 0:
+            running = read_proc_environ(main_pid, PROC_ROOT)
+            if running is None:
+                module.warn('cannot read %s/%d/environ; restart_required is a guess (true)' % (PROC_ROOT, main_pid))
+                restart_required = True
+                reasons.append({'variable': None, 'running': None, 'effective': None,
+                                'reason': 'environ unreadable'})
+            else:
+                for v in managed:
+                    if running.get(v) != unit_env.get(v):
+                        reasons.append({'variable': v, 'running': running.get(v), 'effective': unit_env.get(v)})
+                restart_required = bool(reasons)
+
+    preload_interposed = {}
+    if present:
+        for lib in p['preload']:
+            try:
+                found = read_elf(lib).interposed_symbols()
+            except (ElfError, IOError, OSError):
+                continue
+            if found:
+                preload_interposed[lib] = found
+                module.warn('%s exports libc/loader functions (%s); preloaded it replaces them in the whole service '
+                            'and can hijack its backend loading (PRELOAD_INTERPOSES_LOADER): prefer the library_path '
+                            'strategy for it' % (lib, ', '.join(found)))
+    for c in conflicts:
+        module.warn('%s also sets %s%s (PRELOAD_CONFLICT); remove those lines or that file'
+                    % (c['path'], ', '.join(c['variables']),
+                       ' and is applied after %s, so its values win' % name if c['overrides_ours'] else ''))
+    if present:
+        for var in PATH_LIST_VARIABLES:
+            for d in (environment.get(var) or '').split(':'):
+                if d and os.path.isabs(d) and os.path.exists(d):
+                    bad = unsafe_path_components(d)
+                    if bad:
+                        module.warn('%s entry %s can be changed by a non-root user (%s): PRELOAD_HIJACK_RISK'
+                                    % (var, d, '; '.join('%s %s' % (b['path'], b['problem']) for b in bad)))
+
+    result = dict(
+        changed=changed, path=path, content=new_text, plan=plan, daemon_reloaded=daemon_reloaded,
+        restart_required=restart_required, restart_reasons=reasons, active_state=active_state, main_pid=main_pid,
+        managed_variables=managed, conflicts=conflicts, effective_environment=env,
+        environment_sources=sources, dropins=dropins, unit_file=unit_file, preload_interposed=preload_interposed,
+    )
+    if module._diff:
+        result['diff'] = {'before': before_text if before_text is not None else '',
+                          'after': new_text if new_text is not None else '',
+                          'before_header': path, 'after_header': path}
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

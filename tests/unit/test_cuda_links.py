@@ -1,0 +1,346 @@
+"""library/cuda_links.py (and the vgpu_fs helpers it rests on): link planning against temp dirs."""
+import hashlib
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
+from module_harness import elf, run_module, tree_state  # noqa: E402,F401
+
+import cuda_links  # noqa: E402
+from ansible.module_utils import vgpu_fs  # noqa: E402
+
+
+def sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture
+def host(tmp_path, elf):
+    """A fake root: /usr/lib64 with the installed shim, /usr/local/lib, Ollama's lib dir with cuda_v12 only."""
+    r = str(tmp_path)
+    lib64 = os.path.join(r, 'usr/lib64')
+    ollama = os.path.join(r, 'usr/local/lib/ollama')
+    for d in (lib64, os.path.join(ollama, 'cuda_v12')):
+        os.makedirs(d)
+    target = os.path.join(lib64, 'libvgpu-cuda.so')
+    shutil.copy(elf['cuda'], target)
+
+    class Host(object):
+        root = r
+        pass
+    Host.target = target
+    Host.lib64 = lib64
+    Host.ollama = ollama
+    Host.dirs = [lib64, os.path.join(r, 'usr/local/lib'), ollama, os.path.join(ollama, 'cuda_v12'),
+                 os.path.join(ollama, 'cuda_v13')]
+    Host.elf = elf
+    return Host
+
+
+def links(capsys, host, check=False, **kw):
+    args = dict(target=host.target, dirs=host.dirs, ollama_lib_dir=host.ollama)
+    args.update(kw)
+    return run_module(cuda_links, args, capsys, check=check)
+
+
+def by_path(res):
+    return dict((it['path'], it) for it in res['links'])
+
+
+def refused(capsys, host, expect, **kw):
+    before = tree_state(host.root)
+    res = links(capsys, host, **kw)
+    assert res.get('failed'), res
+    assert expect in res['msg'], res['msg']
+    assert 'Nothing was changed' in res['msg']
+    assert tree_state(host.root) == before
+    return res
+
+
+# ------------------------------------------------------------------------------------------- present
+
+def test_fresh_host(capsys, host):
+    res = links(capsys, host)
+    assert res['changed']
+    items = by_path(res)
+    v13 = os.path.join(host.ollama, 'cuda_v13', 'libcuda.so.1')
+    assert items[v13]['action'] == 'skipped' and items[v13]['reason'] == 'directory missing'
+    assert not os.path.exists(os.path.dirname(v13))           # not invented
+    made = [p for p, it in items.items() if it['action'] == 'created']
+    assert len(made) == 4
+    for p in made:
+        assert os.readlink(p) == host.target and items[p]['before'] is None and items[p]['after'] == host.target
+    assert '%s -> %s' % (made[0], host.target) in res['diff']['after']
+    assert '%s (absent)' % made[0] in res['diff']['before']
+    # no temp links left behind
+    assert sorted(os.listdir(host.lib64)) == ['libcuda.so.1', 'libvgpu-cuda.so']
+
+    again = links(capsys, host)
+    assert not again['changed']
+    assert set(it['action'] for it in again['links']) == {'unchanged', 'skipped'}
+
+
+def test_check_mode_changes_nothing(capsys, host):
+    os.symlink('/nowhere/libcuda.so.1', os.path.join(host.lib64, 'libcuda.so.1'))
+    before = tree_state(host.root)
+    res = links(capsys, host, check=True)
+    assert res['changed']
+    assert by_path(res)[os.path.join(host.lib64, 'libcuda.so.1')]['action'] == 'replaced'
+    assert tree_state(host.root) == before
+
+
+def test_wrong_and_dangling_links_replaced(capsys, host):
+    other = os.path.join(host.root, 'other.so')
+    open(other, 'w').close()
+    wrong = os.path.join(host.lib64, 'libcuda.so.1')
+    dangling = os.path.join(host.ollama, 'libcuda.so.1')
+    os.symlink(other, wrong)
+    os.symlink('/gone/libcuda.so.1', dangling)
+    res = links(capsys, host)
+    items = by_path(res)
+    assert items[wrong]['action'] == 'replaced' and items[wrong]['before'] == other
+    assert items[dangling]['action'] == 'replaced' and items[dangling]['dangling'] is True
+    assert items[dangling]['before'] == '/gone/libcuda.so.1'
+    assert os.readlink(wrong) == host.target and os.readlink(dangling) == host.target
+    assert os.path.exists(other)           # the old target is untouched
+
+
+def test_relative_link_to_target_is_unchanged(capsys, host):
+    """ldconfig rewrites a SONAME link to a relative name; that is still our link."""
+    rel = os.path.join(host.lib64, 'libcuda.so.1')
+    os.symlink('libvgpu-cuda.so', rel)
+    res = links(capsys, host)
+    assert by_path(res)[rel]['action'] == 'unchanged'
+    assert os.readlink(rel) == 'libvgpu-cuda.so'
+
+
+def test_link_via_another_link_is_replaced(capsys, host):
+    hop = os.path.join(host.root, 'hop.so')
+    os.symlink(host.target, hop)
+    chained = os.path.join(host.lib64, 'libcuda.so.1')
+    os.symlink(hop, chained)
+    res = links(capsys, host)
+    assert by_path(res)[chained]['action'] == 'replaced'
+
+
+def test_regular_file_copy_refused_without_replace_files(capsys, host):
+    copy = os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1')
+    shutil.copy(host.target, copy)
+    res = refused(capsys, host, 'replace_files: true')
+    assert copy in res['msg'] and 'identical copy of the shim' in res['msg']
+    assert len(res['errors']) == 1
+
+
+def test_regular_file_copy_backed_up_and_replaced(capsys, host):
+    stale = os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1')
+    shutil.copy(host.elf['cuda_v2'], stale)        # an older shim build
+    old_sha = sha(stale)
+    res = links(capsys, host, replace_files=True)
+    it = by_path(res)[stale]
+    assert it['action'] == 'backed_up_and_replaced'
+    assert it['before'] == 'regular file sha256=%s' % old_sha
+    assert os.readlink(stale) == host.target
+    backup = it['backup_file']
+    assert os.path.basename(backup).startswith('.libcuda.so.1.') and backup.endswith('.vgpu-backup')
+    assert sha(backup) == old_sha
+    # the diff shows the file going
+    assert '%s (regular file sha256=%s)' % (stale, old_sha) in res['diff']['before']
+
+
+def test_replace_files_without_backup(capsys, host):
+    stale = os.path.join(host.ollama, 'libcuda.so.1')
+    shutil.copy(host.elf['cuda_v2'], stale)
+    res = links(capsys, host, replace_files=True, backup=False)
+    assert by_path(res)[stale]['action'] == 'replaced'
+    assert vgpu_fs.find_backups(stale) == []
+
+
+def test_real_driver_lookalike_refused(capsys, host):
+    drv = os.path.join(host.lib64, 'libcuda.so.1')
+    shutil.copy(host.elf['driver'], drv)
+    res = refused(capsys, host, 'looks like a real NVIDIA driver library', replace_files=True)
+    assert 'NVIDIA driver strings' in res['msg'] and 'SONAME is libcuda.so.1' in res['msg']
+    assert 'replace_driver_libs' in res['msg']
+    # without replace_files it is refused as a plain regular file
+    refused(capsys, host, 'replace_files: true')
+
+
+def test_real_driver_replaced_when_asked(capsys, host):
+    drv = os.path.join(host.lib64, 'libcuda.so.1')
+    shutil.copy(host.elf['driver'], drv)
+    drv_sha = sha(drv)
+    res = links(capsys, host, replace_files=True, replace_driver_libs=True)
+    it = by_path(res)[drv]
+    assert it['action'] == 'backed_up_and_replaced' and sha(it['backup_file']) == drv_sha
+    assert any('NVIDIA driver' in w for w in res['warnings'])
+
+
+def test_directory_at_link_path(capsys, host):
+    os.mkdir(os.path.join(host.ollama, 'libcuda.so.1'))
+    refused(capsys, host, 'is a directory where a link should go')
+
+
+def test_all_or_nothing(capsys, host):
+    """One bad path fails the whole run before any of the (valid) links is made."""
+    os.mkdir(os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1'))
+    res = refused(capsys, host, 'is a directory')
+    assert not os.path.lexists(os.path.join(host.lib64, 'libcuda.so.1'))
+    assert len(res['errors']) == 1
+
+
+def test_create_missing_dirs(capsys, host):
+    res = links(capsys, host, create_missing_dirs=True)
+    v13 = os.path.join(host.ollama, 'cuda_v13', 'libcuda.so.1')
+    assert by_path(res)[v13]['action'] == 'created'
+    assert os.readlink(v13) == host.target
+    assert oct(os.stat(os.path.dirname(v13)).st_mode & 0o777) == oct(0o755)
+
+
+def test_discover_ollama_dirs(capsys, host):
+    for d in ('cuda_v11', 'cuda_v99'):
+        os.mkdir(os.path.join(host.ollama, d))
+    open(os.path.join(host.ollama, 'cuda_vfile'), 'w').close()   # not a dir: ignored
+    res = links(capsys, host)
+    assert os.path.join(host.ollama, 'cuda_v99') in res['dirs']
+    assert os.path.join(host.ollama, 'cuda_vfile') not in res['dirs']
+    assert os.readlink(os.path.join(host.ollama, 'cuda_v11', 'libcuda.so.1')) == host.target
+    off = links(capsys, host, discover_ollama_dirs=False, state='absent')
+    assert os.path.join(host.ollama, 'cuda_v99') not in off['dirs']
+
+
+def test_duplicate_and_aliased_dirs_once(capsys, host):
+    alias = os.path.join(host.root, 'lib64-alias')
+    os.symlink(host.lib64, alias)
+    res = links(capsys, host, dirs=[host.lib64, host.lib64 + '/', alias], discover_ollama_dirs=False)
+    assert res['dirs'] == [host.lib64]
+    assert len(res['links']) == 1
+
+
+def test_several_names(capsys, host):
+    res = links(capsys, host, dirs=[host.lib64], names=['libcuda.so.1', 'libcuda.so'], discover_ollama_dirs=False)
+    assert [it['action'] for it in res['links']] == ['created', 'created']
+    assert os.readlink(os.path.join(host.lib64, 'libcuda.so')) == host.target
+
+
+def test_target_at_a_link_path_refused(capsys, host):
+    refused(capsys, host, 'is the target itself', dirs=[host.lib64], names=['libvgpu-cuda.so'])
+
+
+@pytest.mark.parametrize('case', ['missing', 'symlink', 'directory'])
+def test_bad_target(capsys, host, case):
+    if case == 'missing':
+        target, expect = os.path.join(host.lib64, 'nope.so'), 'does not exist'
+    elif case == 'symlink':
+        target, expect = os.path.join(host.root, 'shim-link.so'), 'is a symlink'
+        os.symlink(host.target, target)
+    else:
+        target, expect = host.lib64, 'not a regular file'
+    refused(capsys, host, expect, target=target)
+
+
+def test_bad_names_and_dirs(capsys, host):
+    refused(capsys, host, 'plain file names', names=['../libcuda.so.1'])
+    refused(capsys, host, 'absolute', dirs=['usr/lib64'])
+
+
+def test_dir_path_is_a_file(capsys, host):
+    bogus = os.path.join(host.root, 'usr/lib')
+    open(bogus, 'w').close()
+    refused(capsys, host, 'is not a directory', dirs=host.dirs + [bogus])
+
+
+# ------------------------------------------------------------------------------------------- absent
+
+def test_absent_removes_only_our_links_and_restores_backup(capsys, host):
+    stale = os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1')
+    shutil.copy(host.elf['cuda_v2'], stale)
+    stale_sha = sha(stale)
+    links(capsys, host, replace_files=True)
+    foreign = os.path.join(host.ollama, 'libcuda.so.1')
+    os.unlink(foreign)
+    os.symlink('/opt/other/libcuda.so.1', foreign)       # someone else's link
+    regular = os.path.join(host.root, 'usr/local/lib/libcuda.so.1')
+    os.unlink(regular)
+    open(regular, 'w').close()
+
+    check_before = tree_state(host.root)
+    check = links(capsys, host, state='absent', check=True)
+    assert check['changed'] and tree_state(host.root) == check_before
+
+    res = links(capsys, host, state='absent')
+    items = by_path(res)
+    assert items[os.path.join(host.lib64, 'libcuda.so.1')]['action'] == 'removed'
+    assert not os.path.lexists(os.path.join(host.lib64, 'libcuda.so.1'))
+    assert items[stale]['action'] == 'restored'
+    assert not os.path.islink(stale) and sha(stale) == stale_sha
+    assert vgpu_fs.find_backups(stale) == []
+    assert items[foreign]['action'] == 'unchanged' and os.readlink(foreign) == '/opt/other/libcuda.so.1'
+    assert items[regular]['action'] == 'unchanged' and os.path.isfile(regular)
+    assert '%s -> %s' % (os.path.join(host.lib64, 'libcuda.so.1'), host.target) in res['diff']['before']
+
+    again = links(capsys, host, state='absent')
+    assert not again['changed']
+
+
+def test_absent_works_when_target_already_gone(capsys, host):
+    links(capsys, host)
+    os.unlink(host.target)
+    res = links(capsys, host, state='absent')
+    assert res['changed']
+    assert not os.path.lexists(os.path.join(host.lib64, 'libcuda.so.1'))
+
+
+# ------------------------------------------------------------------------------------------- vgpu_fs helpers
+
+def test_driver_heuristic(host, tmp_path):
+    drv = host.elf['driver']
+    reasons = vgpu_fs.looks_like_nvidia_driver(drv, host.target, 'libvgpu-cuda.so', dpkg_info_dir=str(tmp_path))
+    text = ' '.join(reasons)
+    assert 'versioned NVIDIA driver library name' in text       # libcuda.so.535.104.05
+    assert 'NVIDIA driver strings' in text and '/dev/nvidiactl' in text
+    assert 'SONAME is libcuda.so.1' in text
+    # a shim is not a driver; an identical copy of the reference never is
+    assert vgpu_fs.looks_like_nvidia_driver(host.elf['cuda_v2'], host.target, 'libvgpu-cuda.so',
+                                            dpkg_info_dir=str(tmp_path)) == []
+    assert vgpu_fs.looks_like_nvidia_driver(host.target, host.target, None, dpkg_info_dir=str(tmp_path)) == []
+    # same SONAME as the shim: a stale shim copy, not a driver
+    assert vgpu_fs.looks_like_nvidia_driver(host.elf['cuda_soname1'], host.target, 'libcuda.so.1',
+                                            dpkg_info_dir=str(tmp_path)) == []
+
+
+def test_driver_heuristic_dpkg_owner(host, tmp_path):
+    info = tmp_path / 'dpkg'
+    info.mkdir()
+    f = os.path.join(host.lib64, 'libfoo.so.1')
+    shutil.copy(host.elf['nvml'], f)
+    (info / 'libnvidia-compute-535:amd64.list').write_text('/.\n/usr\n%s\n' % f)
+    reasons = vgpu_fs.looks_like_nvidia_driver(f, host.target, 'libvgpu-cuda.so', dpkg_info_dir=str(info))
+    assert reasons == ['it belongs to the package libnvidia-compute-535 (dpkg)']
+    assert vgpu_fs.package_owner(f, str(info)) == 'libnvidia-compute-535'
+    assert vgpu_fs.package_owner(host.target, str(info)) is None
+
+
+def test_backup_names_and_order(tmp_path):
+    p = str(tmp_path / 'libcuda.so.1')
+    with open(p, 'w') as f:
+        f.write('one')
+    b1 = vgpu_fs.make_backup(p, now=1000000000)
+    b2 = vgpu_fs.make_backup(p, now=1000000000)          # same second: suffixed
+    b3 = vgpu_fs.make_backup(p, now=1700000000)
+    assert os.path.basename(b1) == '.libcuda.so.1.20010909T014640Z.vgpu-backup'
+    assert os.path.basename(b2) == '.libcuda.so.1.20010909T014640Z-1.vgpu-backup'
+    assert vgpu_fs.find_backups(p) == [b1, b2, b3]
+    open(str(tmp_path / '.libcuda.so.1.junk.vgpu-backup'), 'w').close()   # not ours: ignored
+    assert vgpu_fs.find_backups(p) == [b1, b2, b3]
+
+
+def test_atomic_symlink_refuses_directory(tmp_path):
+    d = tmp_path / 'libcuda.so.1'
+    d.mkdir()
+    with pytest.raises(OSError):
+        vgpu_fs.atomic_symlink('/x', str(d))
+    assert d.is_dir()

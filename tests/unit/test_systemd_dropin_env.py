@@ -1,0 +1,473 @@
+"""library/systemd_dropin_env.py: rendering, validation, conflicts and restart detection, with systemctl faked."""
+import os
+import stat
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
+from module_harness import FakeSystemctl, elf, run_module, safe_tmp, tree_state  # noqa: E402,F401
+
+import systemd_dropin_env as M  # noqa: E402
+from ansible.module_utils import vgpu_fs  # noqa: E402
+from ansible.module_utils import vgpu_systemd as S  # noqa: E402
+
+HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit\n'
+
+
+@pytest.fixture
+def host(safe_tmp, monkeypatch):
+    """A root-only tree: systemd_dir with ollama.service, /usr/lib64 with two shim files, a fake /proc."""
+    r = safe_tmp
+    systemd_dir = os.path.join(r, 'etc/systemd/system')
+    lib64 = os.path.join(r, 'usr/lib64')
+    proc = os.path.join(r, 'proc')
+    for d in (systemd_dir, lib64, proc):
+        os.makedirs(d)
+    with open(os.path.join(systemd_dir, 'ollama.service'), 'w') as f:
+        f.write('[Service]\nUser=ollama\nExecStart=/usr/local/bin/ollama serve\nEnvironment="PATH=/usr/bin:/bin"\n')
+    libs = []
+    for n in ('libvgpu-cuda.so', 'libvgpu-nvml.so'):
+        p = os.path.join(lib64, n)
+        with open(p, 'wb') as f:
+            f.write(b'\x7fELF fake')
+        os.chmod(p, 0o755)
+        libs.append(p)
+    monkeypatch.setattr(M, 'PROC_ROOT', proc)
+
+    class Host(object):
+        pass
+    h = Host()
+    h.root, h.systemd_dir, h.lib64, h.libs, h.proc = r, systemd_dir, lib64, libs, proc
+    h.dropin = os.path.join(systemd_dir, 'ollama.service.d', 'vgpu.conf')
+    return h
+
+
+def set_environ(host, pid, env):
+    d = os.path.join(host.proc, str(pid))
+    if not os.path.isdir(d):
+        os.mkdir(d)
+    with open(os.path.join(d, 'environ'), 'wb') as f:
+        f.write(b''.join(('%s=%s' % kv).encode() + b'\0' for kv in sorted(env.items())))
+
+
+def run(capsys, host, check=False, **kw):
+    args = dict(systemd_dir=host.systemd_dir, preload=host.libs)
+    args.update(kw)
+    return run_module(M, args, capsys, check=check)
+
+
+def refused(capsys, host, monkeypatch, expect, **kw):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    before = tree_state(host.root)
+    res = run(capsys, host, **kw)
+    assert res.get('failed'), res
+    assert expect in res['msg'], res['msg']
+    assert 'Nothing was changed' in res['msg']
+    assert tree_state(host.root) == before
+    return res
+
+
+def expected_text(host):
+    return HEADER + u'[Service]\nEnvironment="LD_PRELOAD=%s:%s"\n' % tuple(host.libs)
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+def test_render_exact_text():
+    text = M.render(['/usr/lib64/libvgpu-cuda.so', '/usr/lib64/libvgpu-nvml.so'],
+                    {'OLLAMA_LLM_LIBRARY': 'cuda_v12', 'LD_LIBRARY_PATH': '/opt/vgpu/lib:/usr/local/lib/ollama',
+                     'ODD': 'a "b" \\c 50% $HOME'},
+                    {'LimitMEMLOCK': 'infinity', 'CPUWeight': '100'})
+    assert text == (
+        HEADER +
+        u'[Service]\n'
+        u'Environment="LD_PRELOAD=/usr/lib64/libvgpu-cuda.so:/usr/lib64/libvgpu-nvml.so"\n'
+        u'Environment="LD_LIBRARY_PATH=/opt/vgpu/lib:/usr/local/lib/ollama"\n'
+        u'Environment="ODD=a \\"b\\" \\\\c 50%% $HOME"\n'
+        u'Environment="OLLAMA_LLM_LIBRARY=cuda_v12"\n'
+        u'CPUWeight=100\n'
+        u'LimitMEMLOCK=infinity\n')
+    assert '\r' not in text
+    # what systemd would read back
+    assert S.environment_of_text(text, 'ollama.service') == {
+        'LD_PRELOAD': '/usr/lib64/libvgpu-cuda.so:/usr/lib64/libvgpu-nvml.so',
+        'LD_LIBRARY_PATH': '/opt/vgpu/lib:/usr/local/lib/ollama', 'ODD': 'a "b" \\c 50% $HOME',
+        'OLLAMA_LLM_LIBRARY': 'cuda_v12'}
+
+
+def test_render_library_path_strategy_has_no_preload():
+    text = M.render([], {'OLLAMA_LLM_LIBRARY': 'cuda_v12'}, {})
+    assert 'LD_PRELOAD' not in text and text.endswith('Environment="OLLAMA_LLM_LIBRARY=cuda_v12"\n')
+
+
+# ------------------------------------------------------------------------------------------- present
+
+def test_write_then_idempotent(capsys, host, monkeypatch):
+    fake = FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    res = run(capsys, host)
+    assert res['changed'] and not res.get('failed')
+    assert [a['action'] for a in res['plan']] == ['create_dir', 'write', 'daemon_reload']
+    assert res['daemon_reloaded'] and len(fake.commands('daemon-reload')) == 1
+    with open(host.dropin, 'rb') as f:
+        assert f.read().decode('utf-8') == expected_text(host)
+    st = os.lstat(host.dropin)
+    assert stat.S_IMODE(st.st_mode) == 0o644 and (st.st_uid, st.st_gid) == (0, 0)
+    assert stat.S_IMODE(os.stat(os.path.dirname(host.dropin)).st_mode) == 0o755
+    assert res['restart_required'] is False and res['active_state'] == 'inactive'
+    assert res['effective_environment']['LD_PRELOAD'] == ':'.join(host.libs)
+    assert res['environment_sources']['LD_PRELOAD'] == host.dropin
+    assert res['dropins'] == [host.dropin] and res['conflicts'] == []
+    assert res['managed_variables'] == ['LD_PRELOAD']
+    assert res['diff']['before'] == '' and res['diff']['after'] == expected_text(host)
+    assert sorted(os.listdir(os.path.dirname(host.dropin))) == ['vgpu.conf']     # no temp files left
+
+    again = run(capsys, host)
+    assert not again['changed'] and again['plan'] == []
+    assert len(fake.commands('daemon-reload')) == 1
+
+
+def test_check_mode_changes_nothing(capsys, host, monkeypatch):
+    fake = FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    before = tree_state(host.root)
+    res = run(capsys, host, check=True)
+    assert res['changed'] and res['diff']['after'] == expected_text(host)
+    assert tree_state(host.root) == before
+    assert fake.commands('daemon-reload') == [] and not res['daemon_reloaded']
+
+
+def test_restart_required_after_change(capsys, host, monkeypatch):
+    """The service runs with the old environment: after writing + reload, systemd's Environment has LD_PRELOAD,
+    the process does not."""
+    set_environ(host, 4242, {'PATH': '/usr/bin:/bin'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '4242',
+                   'Environment': 'PATH=/usr/bin:/bin'},
+                  after_reload={'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}
+                  ).install(monkeypatch)
+    res = run(capsys, host)
+    assert res['changed'] and res['restart_required'] is True
+    assert res['restart_reasons'] == [{'variable': 'LD_PRELOAD', 'running': None, 'effective': ':'.join(host.libs)}]
+    assert res['active_state'] == 'active' and res['main_pid'] == 4242
+
+
+def test_restart_required_in_check_mode_uses_planned_content(capsys, host, monkeypatch):
+    set_environ(host, 4242, {'PATH': '/usr/bin:/bin'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '4242',
+                   'Environment': 'PATH=/usr/bin:/bin'}).install(monkeypatch)
+    res = run(capsys, host, check=True)
+    assert res['restart_required'] is True and res['restart_reasons'][0]['variable'] == 'LD_PRELOAD'
+
+
+def test_correct_dropin_but_never_restarted(capsys, host, monkeypatch):
+    """PRELOAD_NOT_APPLIED: nothing to change, yet the running process lacks the preload."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
+    res = run(capsys, host)
+    assert not res['changed'] and res['restart_required'] is True
+
+
+def test_running_process_already_has_it(capsys, host, monkeypatch):
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
+    res = run(capsys, host)
+    assert not res['changed'] and res['restart_required'] is False and res['restart_reasons'] == []
+
+
+def test_absent_removes_and_reports_restart(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    run(capsys, host)
+    set_environ(host, 9, {'LD_PRELOAD': ':'.join(host.libs)})
+    fake = FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '9',
+                          'Environment': 'LD_PRELOAD=%s' % ':'.join(host.libs)},
+                         after_reload={'Environment': 'PATH=/usr/bin:/bin'}).install(monkeypatch)
+    res = run(capsys, host, state='absent')
+    assert res['changed'] and [a['action'] for a in res['plan']] == ['remove', 'daemon_reload']
+    assert not os.path.exists(host.dropin)
+    assert res['content'] is None and res['diff']['after'] == '' and res['diff']['before'] == expected_text(host)
+    assert res['managed_variables'] == ['LD_PRELOAD'] and res['restart_required'] is True
+    assert len(fake.commands('daemon-reload')) == 1
+    again = run(capsys, host, state='absent')
+    assert not again['changed']
+
+
+def test_conflicts_reported(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    d = os.path.dirname(host.dropin)
+    os.makedirs(d)
+    with open(os.path.join(d, 'override.conf'), 'w') as f:
+        f.write('[Service]\nEnvironment="LD_PRELOAD=/other.so" "LD_LIBRARY_PATH=/x"\n')
+    with open(os.path.join(d, '00-hide.conf'), 'w') as f:
+        f.write('[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=\nEnvironment=HARMLESS=1\n')
+    res = run(capsys, host)
+    assert res['conflicts'] == [
+        {'path': os.path.join(d, '00-hide.conf'), 'variables': ['CUDA_VISIBLE_DEVICES'], 'overrides_ours': False},
+        {'path': os.path.join(d, 'override.conf'), 'variables': ['LD_PRELOAD', 'LD_LIBRARY_PATH'],
+         'overrides_ours': False},
+    ]
+    # "override.conf" < "vgpu.conf": ours wins; a zz- file would win over ours
+    with open(os.path.join(d, 'zz-late.conf'), 'w') as f:
+        f.write('[Service]\nEnvironment=LD_PRELOAD=/late.so\n')
+    res = run(capsys, host)
+    late = [c for c in res['conflicts'] if c['path'].endswith('zz-late.conf')][0]
+    assert late['overrides_ours'] is True
+    assert res['effective_environment']['LD_PRELOAD'] == '/late.so'
+    assert any('PRELOAD_CONFLICT' in w and 'its values win' in w for w in res['warnings'])
+
+
+def test_dropin_symlink_replaced_not_written_through(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    os.makedirs(os.path.dirname(host.dropin))
+    victim = os.path.join(host.root, 'victim.conf')
+    with open(victim, 'w') as f:
+        f.write('keep me\n')
+    os.symlink(victim, host.dropin)
+    res = run(capsys, host)
+    assert res['changed'] and res['plan'][0]['action'] == 'replace_symlink'
+    assert not os.path.islink(host.dropin)
+    assert open(victim).read() == 'keep me\n'
+
+
+def test_mode_drift_fixed(capsys, host, monkeypatch):
+    fake = FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    run(capsys, host)
+    os.chmod(host.dropin, 0o600)
+    res = run(capsys, host)
+    assert [a['action'] for a in res['plan']] == ['set_attributes']
+    assert stat.S_IMODE(os.stat(host.dropin).st_mode) == 0o644
+    assert len(fake.commands('daemon-reload')) == 1      # attributes alone need no reload
+
+
+def test_environment_and_extra(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    env = {'LD_LIBRARY_PATH': host.lib64, 'OLLAMA_LLM_LIBRARY': 'cuda_v12', 'WEIRD': 'a "q" \\ 5% $X', 'NUM': 3}
+    res = run(capsys, host, preload=[], environment=env, extra={'LimitMEMLOCK': 'infinity', 'NoNewPrivileges': True})
+    assert res['changed']
+    text = open(host.dropin).read()
+    assert 'LD_PRELOAD' not in text and 'LimitMEMLOCK=infinity\n' in text and 'NoNewPrivileges=yes\n' in text
+    eff = res['effective_environment']
+    assert eff['WEIRD'] == 'a "q" \\ 5% $X' and eff['NUM'] == '3' and eff['PATH'] == '/usr/bin:/bin'
+    assert res['managed_variables'] == ['LD_LIBRARY_PATH', 'NUM', 'OLLAMA_LLM_LIBRARY', 'WEIRD']
+
+
+def test_unsafe_library_path_dir_warns(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    os.chmod(host.lib64, 0o777)
+    res = run(capsys, host, preload=[], environment={'LD_LIBRARY_PATH': host.lib64})
+    assert res['changed'] and any('PRELOAD_HIJACK_RISK' in w for w in res['warnings'])
+
+
+def test_preload_through_symlink_to_root_file(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    link = os.path.join(host.lib64, 'libcuda.so.1')
+    os.symlink(host.libs[0], link)
+    res = run(capsys, host, preload=[link])
+    assert res['changed'] and res['effective_environment']['LD_PRELOAD'] == link
+
+
+def test_interposing_preload_warns(capsys, host, monkeypatch, elf):
+    import shutil
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    shutil.copy(elf['interpose'], host.libs[0])
+    res = run(capsys, host)
+    assert res['changed'] and res['preload_interposed'] == {host.libs[0]: ['dlopen', 'dlsym', 'open']}
+    assert any('PRELOAD_INTERPOSES_LOADER' in w for w in res['warnings'])
+
+
+def test_without_systemd_uses_unit_file(capsys, host, monkeypatch):
+    fake = FakeSystemctl(show_rc=1).install(monkeypatch)
+    res = run(capsys, host)
+    assert res['changed'] and os.path.isfile(host.dropin)
+    assert not res['daemon_reloaded'] and fake.commands('daemon-reload') == []
+    assert res['active_state'] == 'unknown' and res['restart_required'] is False
+    assert any('daemon-reload skipped' in w for w in res['warnings'])
+
+
+def test_unit_known_to_systemd_only(capsys, host, monkeypatch):
+    os.unlink(os.path.join(host.systemd_dir, 'ollama.service'))
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    assert run(capsys, host)['changed']
+
+
+def test_daemon_reload_failure_reported(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}, reload_rc=1).install(monkeypatch)
+    res = run(capsys, host)
+    assert res.get('failed') and 'daemon-reload failed' in res['msg'] and 'is in place' in res['msg']
+
+
+# ------------------------------------------------------------------------------------------- refusals
+
+def test_preload_writable_by_group(capsys, host, monkeypatch):
+    os.chmod(host.libs[1], 0o775)
+    res = refused(capsys, host, monkeypatch, 'group-writable')
+    assert host.libs[1] in res['msg'] and '0775' in res['msg'] and 'PRELOAD_HIJACK_RISK' in res['msg']
+
+
+def test_preload_in_world_writable_dir(capsys, host, monkeypatch):
+    os.chmod(host.lib64, 0o777)
+    res = refused(capsys, host, monkeypatch, 'world-writable')
+    assert '%s (mode 0777' % host.lib64 in res['msg']
+
+
+def test_preload_not_owned_by_root(capsys, host, monkeypatch):
+    os.chown(host.libs[0], 1000, 1000)
+    refused(capsys, host, monkeypatch, 'owned by uid 1000, not root')
+
+
+def test_preload_parent_not_owned_by_root(capsys, host, monkeypatch):
+    os.chown(host.lib64, 1000, 0)
+    refused(capsys, host, monkeypatch, 'owned by uid 1000')
+
+
+def test_preload_missing_file(capsys, host, monkeypatch):
+    missing = os.path.join(host.lib64, 'libvgpu-gone.so')
+    res = refused(capsys, host, monkeypatch, 'PRELOAD_MISSING_FILE', preload=[host.libs[0], missing])
+    assert missing in res['msg']
+
+
+def test_preload_relative_dir_and_colon(capsys, host, monkeypatch):
+    refused(capsys, host, monkeypatch, 'not an absolute path', preload=['lib/x.so'])
+    refused(capsys, host, monkeypatch, 'not a regular file', preload=[host.lib64])
+    refused(capsys, host, monkeypatch, 'separator', preload=[host.libs[0] + ':/x.so'])
+
+
+@pytest.mark.parametrize('name', ['../evil.conf', 'a/b.conf', 'vgpu', '.hidden.conf', 'a..conf', 'sp ace.conf'])
+def test_bad_dropin_names(capsys, host, monkeypatch, name):
+    refused(capsys, host, monkeypatch, 'must be a plain file name ending in .conf', name=name)
+
+
+def test_unit_not_installed(capsys, host, monkeypatch):
+    os.unlink(os.path.join(host.systemd_dir, 'ollama.service'))
+    FakeSystemctl({'LoadState': 'not-found', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    before = tree_state(host.root)
+    res = run(capsys, host)
+    assert res.get('failed') and 'unit ollama.service is not installed' in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_absent_for_a_unit_that_is_gone(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    run(capsys, host)
+    os.unlink(os.path.join(host.systemd_dir, 'ollama.service'))
+    FakeSystemctl({'LoadState': 'not-found', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    res = run(capsys, host, state='absent')
+    assert res['changed'] and not res.get('failed') and not os.path.exists(host.dropin)
+
+
+def test_unit_not_installed_without_systemd(capsys, host, monkeypatch):
+    FakeSystemctl(show_rc=1).install(monkeypatch)
+    res = run(capsys, host, unit='nothere.service')
+    assert res.get('failed') and 'unit nothere.service is not installed' in res['msg']
+
+
+def test_unit_masked(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'masked'}).install(monkeypatch)
+    res = run(capsys, host)
+    assert res.get('failed') and 'masked' in res['msg']
+
+
+def test_invalid_unit_name(capsys, host, monkeypatch):
+    refused(capsys, host, monkeypatch, 'not a valid unit name', unit='../../etc/passwd')
+
+
+@pytest.mark.parametrize('env,expect', [
+    ({'A': 'x\ny'}, 'control character'),
+    ({'LD_PRELOAD': '/x.so'}, 'preload option'),
+    ({'BAD-NAME': 'x'}, 'not a valid variable name'),
+    ({'FLAG': True}, 'boolean'),
+])
+def test_bad_environment(capsys, host, monkeypatch, env, expect):
+    refused(capsys, host, monkeypatch, expect, environment=env)
+
+
+@pytest.mark.parametrize('extra,expect', [
+    ({'Environment': 'A=1'}, 'environment option'),
+    ({'LimitMEMLOCK': 'infinity\nExecStartPre=/bin/evil'}, 'control character'),
+    ({'bad key': 'x'}, 'not a systemd setting name'),
+])
+def test_bad_extra(capsys, host, monkeypatch, extra, expect):
+    refused(capsys, host, monkeypatch, expect, extra=extra)
+
+
+def test_dropin_path_is_directory(capsys, host, monkeypatch):
+    os.makedirs(host.dropin)
+    refused(capsys, host, monkeypatch, 'not a drop-in file')
+
+
+def test_all_errors_listed(capsys, host, monkeypatch):
+    os.chmod(host.libs[0], 0o777)
+    res = refused(capsys, host, monkeypatch, 'world-writable', name='x/y.conf',
+                  preload=[host.libs[0], '/nonexistent/lib.so'])
+    assert len(res['errors']) >= 3
+
+
+# ------------------------------------------------------------------------------------------- vgpu_fs walks
+
+def test_unsafe_path_components_follows_links(safe_tmp):
+    lib = os.path.join(safe_tmp, 'lib')
+    evil = os.path.join(safe_tmp, 'evil')
+    os.mkdir(lib)
+    os.mkdir(evil)
+    os.chmod(evil, 0o777)
+    real = os.path.join(evil, 'real.so')
+    open(real, 'w').close()
+    # the link lives in a safe dir, but the file it names sits in a world-writable one
+    link = os.path.join(lib, 'libcuda.so.1')
+    os.symlink(real, link)
+    bad = vgpu_fs.unsafe_path_components(link)
+    assert [b['path'] for b in bad] == [evil]
+    # a link to a directory on the way: its target's dirs are checked too
+    hop = os.path.join(safe_tmp, 'hop')
+    os.symlink(evil, hop)
+    assert [b['path'] for b in vgpu_fs.unsafe_path_components(os.path.join(hop, 'real.so'))] == [evil]
+    assert vgpu_fs.unsafe_path_components(os.path.join(safe_tmp, 'missing.so'))[0]['problem'].startswith(
+        'cannot be resolved')
+    os.chmod(evil, 0o755)
+    assert vgpu_fs.unsafe_path_components(link) == []
+
+
+def test_readable_by(safe_tmp):
+    d = os.path.join(safe_tmp, 'shims')
+    os.mkdir(d)
+    f = os.path.join(d, 'libvgpu-cuda.so')
+    open(f, 'w').close()
+    os.chmod(f, 0o644)
+    assert vgpu_fs.readable_by(f, 1000, [1000]) == (True, [])
+    os.chmod(d, 0o750)                       # group root only: user 1000 cannot search it
+    ok, problems = vgpu_fs.readable_by(f, 1000, [1000])
+    assert not ok and 'not searchable by uid 1000' in problems[0]
+    assert vgpu_fs.readable_by(f, 1000, [0])[0]               # in group root: fine
+    os.chmod(d, 0o755)
+    os.chmod(f, 0o600)
+    ok, problems = vgpu_fs.readable_by(f, 1000, [1000])
+    assert not ok and 'not readable by uid 1000' in problems[0]
+    assert vgpu_fs.readable_by(f, 0, [0]) == (True, [])
+    os.chown(f, 1000, 1000)
+    assert vgpu_fs.readable_by(f, 1000, [1000])[0]            # owner bits apply
+    link = os.path.join(safe_tmp, 'link.so')
+    os.symlink(f, link)
+    assert vgpu_fs.readable_by(link, 1000, [1000])[0]
+    assert not vgpu_fs.readable_by(os.path.join(d, 'nope.so'), 1000, [1000])[0]
+
+
+def test_atomic_write_never_follows_symlink(safe_tmp):
+    victim = os.path.join(safe_tmp, 'victim')
+    with open(victim, 'w') as f:
+        f.write('original')
+    path = os.path.join(safe_tmp, 'file.conf')
+    os.symlink(victim, path)
+    vgpu_fs.atomic_write(path, b'new', 0o640, 0, 0)
+    assert not os.path.islink(path) and open(path).read() == 'new'
+    assert open(victim).read() == 'original'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    d = os.path.join(safe_tmp, 'dir.conf')
+    os.mkdir(d)
+    with pytest.raises(OSError):
+        vgpu_fs.atomic_write(d, b'x')

@@ -1,0 +1,259 @@
+"""library/vgpu_shim.py: validate-then-install of one shim file, run in-process against temp dirs."""
+import hashlib
+import os
+import shutil
+import stat
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
+from module_harness import elf, run_module, tree_state  # noqa: E402,F401
+
+import vgpu_shim  # noqa: E402
+
+
+def sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture
+def host(tmp_path, elf):
+    """A staging dir with copies of the fixtures and an empty lib dir."""
+    stage = tmp_path / 'stage'
+    lib = tmp_path / 'usr' / 'lib64'
+    stage.mkdir()
+    lib.mkdir(parents=True)
+
+    class Host(object):
+        root = tmp_path
+        dest = str(lib / 'libvgpu-cuda.so')
+        libdir = str(lib)
+
+        @staticmethod
+        def stage_file(name):
+            p = str(stage / os.path.basename(elf[name]))
+            shutil.copy(elf[name], p)
+            return p
+    return Host
+
+
+def install(capsys, src, dest, check=False, **kw):
+    args = dict(src=src, dest=dest)
+    args.update(kw)
+    return run_module(vgpu_shim, args, capsys, check=check)
+
+
+def refused(capsys, host, src, dest=None, expect=None, **kw):
+    """Run, assert it failed with expect in the message and left the tree exactly as it was."""
+    before = tree_state(host.root)
+    res = install(capsys, src, dest or host.dest, **kw)
+    assert res.get('failed'), res
+    if expect:
+        assert expect in res['msg'], res['msg']
+    assert 'Nothing was changed' in res['msg']
+    assert tree_state(host.root) == before
+    return res
+
+
+# ------------------------------------------------------------------------------------------- success paths
+
+def test_fresh_install_then_idempotent(capsys, host):
+    src = host.stage_file('cuda')
+    res = install(capsys, src, host.dest, sha256=sha(src))
+    assert res['changed'] and not res.get('failed')
+    assert [a['action'] for a in res['plan']] == ['install']
+    assert res['sha256'] == sha(src) == sha(host.dest)
+    assert res['soname'] == 'libvgpu-cuda.so'
+    assert res['symbols'] >= 9 and res['interposed_symbols'] == []
+    assert res['machine'] in ('x86-64', 'aarch64')
+    st = os.lstat(host.dest)
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755 and (st.st_uid, st.st_gid) == (0, 0)
+    assert 'sha256: %s' % sha(src) in res['diff']['after'] and 'absent' in res['diff']['before']
+    # no temp files left behind
+    assert sorted(os.listdir(host.libdir)) == ['libvgpu-cuda.so']
+
+    again = install(capsys, src, host.dest, sha256=sha(src))
+    assert not again['changed'] and again['plan'] == []
+
+
+def test_check_mode_changes_nothing(capsys, host):
+    src = host.stage_file('cuda')
+    before = tree_state(host.root)
+    res = install(capsys, src, host.dest, check=True)
+    assert res['changed'] and res['plan'][0]['action'] == 'install'
+    assert 'diff' in res
+    assert tree_state(host.root) == before
+
+
+def test_mode_and_owner_drift_fixed_without_rewrite(capsys, host):
+    src = host.stage_file('cuda')
+    install(capsys, src, host.dest)
+    os.chmod(host.dest, 0o644)
+    os.chown(host.dest, 1234, 1234)
+    ino = os.stat(host.dest).st_ino
+    check = install(capsys, src, host.dest, check=True)
+    assert check['changed'] and check['plan'][0]['action'] == 'set_attributes'
+    assert stat.S_IMODE(os.stat(host.dest).st_mode) == 0o644   # check mode left it
+    res = install(capsys, src, host.dest)
+    assert res['changed'] and [a['action'] for a in res['plan']] == ['set_attributes']
+    st = os.stat(host.dest)
+    assert st.st_ino == ino and stat.S_IMODE(st.st_mode) == 0o755 and (st.st_uid, st.st_gid) == (0, 0)
+
+
+def test_replace_keeps_hidden_backup(capsys, host):
+    old = host.stage_file('cuda')
+    install(capsys, old, host.dest)
+    new = host.stage_file('cuda_v2')
+    assert sha(new) != sha(old)
+    res = install(capsys, new, host.dest)
+    assert res['changed'] and [a['action'] for a in res['plan']] == ['backup', 'replace']
+    backup = res['backup_file']
+    assert os.path.dirname(backup) == host.libdir
+    # hidden, so ldconfig (which looks at lib*.so*) never links a SONAME to it
+    assert os.path.basename(backup).startswith('.libvgpu-cuda.so.') and backup.endswith('.vgpu-backup')
+    assert sha(backup) == sha(old) and sha(host.dest) == sha(new)
+    assert 'sha256: %s' % sha(old) in res['diff']['before']
+    assert 'sha256: %s' % sha(new) in res['diff']['after']
+
+
+def test_replace_without_backup(capsys, host):
+    install(capsys, host.stage_file('cuda'), host.dest)
+    res = install(capsys, host.stage_file('cuda_v2'), host.dest, backup=False)
+    assert res['changed'] and 'backup_file' not in res
+    assert sorted(os.listdir(host.libdir)) == ['libvgpu-cuda.so']
+
+
+def test_dest_symlink_is_replaced_not_written_through(capsys, host):
+    src = host.stage_file('cuda')
+    victim = os.path.join(str(host.root), 'victim.so')
+    with open(victim, 'wb') as f:
+        f.write(b'do not touch')
+    os.symlink(victim, host.dest)
+    res = install(capsys, src, host.dest)
+    assert res['changed'] and res['plan'][0]['action'] == 'replace_symlink'
+    assert not os.path.islink(host.dest) and sha(host.dest) == sha(src)
+    assert open(victim, 'rb').read() == b'do not touch'
+
+
+def test_interposing_shim_installs_with_warning(capsys, host):
+    res = install(capsys, host.stage_file('interpose'), host.dest)
+    assert res['changed'] and res['interposed_symbols'] == ['dlopen', 'dlsym', 'open']
+    assert any('PRELOAD_INTERPOSES_LOADER' in w for w in res.get('warnings', []))
+
+
+def test_nvml_kind_defaults(capsys, host, tmp_path):
+    dest = os.path.join(host.libdir, 'libvgpu-nvml.so')
+    res = install(capsys, host.stage_file('nvml'), dest, kind='nvml')
+    assert res['changed'] and res['soname'] == 'libvgpu-nvml.so'
+
+
+def test_explicit_empty_required_symbols(capsys, host):
+    res = install(capsys, host.stage_file('nvml'), host.dest, kind='cuda', required_symbols=[])
+    assert res['changed']
+
+
+def test_sha256_prefix_and_case_accepted(capsys, host):
+    src = host.stage_file('cuda')
+    res = install(capsys, src, host.dest, sha256='SHA256:' + sha(src).upper())
+    assert res['changed'] and res['sha256'] == sha(src)
+
+
+def test_unsafe_dest_dir_warns(capsys, host):
+    os.chmod(host.libdir, 0o775)
+    res = install(capsys, host.stage_file('cuda'), host.dest)
+    assert any('PRELOAD_HIJACK_RISK' in w for w in res.get('warnings', []))
+
+
+# ------------------------------------------------------------------------------------------- refusals
+
+def test_src_missing(capsys, host):
+    refused(capsys, host, os.path.join(str(host.root), 'stage', 'nope.so'), expect='does not exist')
+
+
+def test_src_is_directory(capsys, host):
+    refused(capsys, host, os.path.join(str(host.root), 'stage'), expect='is a directory')
+
+
+def test_wrong_sha256(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), sha256='0' * 64, expect='expected ' + '0' * 64)
+
+
+def test_malformed_sha256(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), sha256='abc', expect='64 hexadecimal')
+
+
+def test_wrong_architecture(capsys, host):
+    refused(capsys, host, host.stage_file('aarch64'), expect='built for aarch64')
+
+
+def test_elf32(capsys, host):
+    refused(capsys, host, host.stage_file('elf32'), expect='ELF32')
+
+
+def test_big_endian(capsys, host):
+    res = refused(capsys, host, host.stage_file('bigendian'), expect='big-endian')
+    assert res['problems'] == ['src %s is big-endian, a little-endian library is needed'
+                               % os.path.join(str(host.root), 'stage', 'bigendian.so')]
+
+
+def test_truncated(capsys, host):
+    refused(capsys, host, host.stage_file('truncated'), expect='truncated')
+
+
+def test_not_elf(capsys, host):
+    refused(capsys, host, host.stage_file('notelf'), expect='not an ELF file')
+
+
+def test_executable(capsys, host):
+    refused(capsys, host, host.stage_file('exec_nopie'), expect='ET_DYN')
+    refused(capsys, host, host.stage_file('exec_pie'), expect='position-independent executable')
+
+
+def test_missing_cuinit(capsys, host):
+    res = refused(capsys, host, host.stage_file('no_cuinit'), expect='cuInit')
+    assert 'cuDriverGetVersion' not in res['msg']
+
+
+def test_cuda_shim_as_nvml_missing_symbols(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), kind='nvml', expect='nvmlInit_v2')
+
+
+def test_missing_cuinit_does_not_touch_existing_install(capsys, host):
+    install(capsys, host.stage_file('cuda'), host.dest)
+    refused(capsys, host, host.stage_file('no_cuinit'), expect='cuInit')
+
+
+def test_dest_is_directory(capsys, host):
+    os.mkdir(host.dest)
+    refused(capsys, host, host.stage_file('cuda'), expect='is a directory')
+
+
+def test_dest_parent_missing(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), dest=os.path.join(host.libdir, 'sub', 'libvgpu-cuda.so'),
+            expect='does not exist; create it first')
+
+
+def test_bad_mode_and_owner(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), mode='rwx', expect='octal')
+    refused(capsys, host, host.stage_file('cuda'), owner='no-such-user-vgpu', expect='does not exist on this host')
+
+
+def test_all_problems_listed_at_once(capsys, host):
+    res = refused(capsys, host, host.stage_file('no_cuinit'), sha256='1' * 64)
+    assert 'cuInit' in res['msg'] and 'expected ' + '1' * 64 in res['msg']
+    assert len(res['problems']) == 2
+
+
+def test_reference_shim_with_its_sha256sums(capsys, host):
+    """The project's reference shim (simulator/build.sh) installs with the checksum from its SHA256SUMS."""
+    shim_dir = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim', 'shim')
+    sums = os.path.join(shim_dir, 'SHA256SUMS')
+    if not os.path.exists(sums):
+        pytest.skip('reference shims not built (run simulator/build.sh)')
+    table = dict(reversed(line.split()) for line in open(sums) if line.strip())
+    src = os.path.join(host.root, 'stage', 'libvgpu-cuda.so')
+    shutil.copy(os.path.join(shim_dir, 'libvgpu-cuda.so'), src)
+    res = install(capsys, src, host.dest, sha256=table['libvgpu-cuda.so'])
+    assert res['changed'] and not res.get('failed') and res['soname'] == 'libcuda.so.1'
