@@ -1,0 +1,407 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Say whether the current Ollama start runs on the GPU, from Ollama's own log; never change anything.
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: ollama_gpu_mode
+short_description: Tell whether the current Ollama server start runs in GPU or CPU mode
+description:
+  - Reads the log of the current Ollama server start and returns its mode (C(gpu), C(cpu) or C(unknown)),
+    one entry per C(inference compute) GPU line, the Ollama version and the log lines the verdict rests on.
+  - "Only the B(last) server start counts. A start is a C(server config) line and/or the
+    C(Listening on ...) line (with the version) that follows it, in every log format Ollama has used
+    (slog text, and the pre-slog C(2025/02/28 12:37:36 routes.go:1215: INFO server config env=...) form)."
+  - GPU mode means at least one C(inference compute) line of that start whose C(library) is not C(cpu)
+    (CUDA, ROCm, Vulkan, Metal, any case). CPU mode means only C(library=cpu) lines, or no such line but
+    C("total vram"="0 B"). C(entering low vram mode) on a GPU under 20 GiB is not a CPU sign.
+  - Live mode (no I(log_path)) follows the log of the unit's current invocation as it grows and returns as
+    soon as the start's verdict is written - within about half a second of the C(inference compute) line -
+    or fails after I(timeout) seconds. journald is read with
+    C(journalctl -f _SYSTEMD_INVOCATION_ID=<InvocationID>) (or the main PID of this boot, for journals
+    without invocation IDs); a file sink (C(StandardError=append:/path)) is read from the last server
+    start in the file that is not older than the unit's C(ExecMainStartTimestamp).
+  - With I(log_path) the module reads only that file (a saved C(journalctl -u ollama) output with or
+    without journald prefixes, docker logs, bare slog lines, a C(StandardError=) file, a pasted ticket
+    with C(> ) quotes or wrapped lines) and touches nothing else on the host; it still follows the file
+    while it grows, up to I(timeout). Use C(timeout=0) for a saved file that will not grow.
+  - Fails with what it found and a hint when the mode differs from I(expect), when the start has no
+    verdict within I(timeout), or when the GPUs are fewer, smaller or of another library than asked for.
+    The failed result carries every return value as well (C(mode), C(devices), C(problems), C(summary)).
+  - Read-only - C(changed) is always false.
+version_added: "1.0.0"
+author: vgpu toolkit contributors
+options:
+  expect:
+    description:
+      - The mode the current start must be in. With C(any) the mode never fails the task (neither does
+        C(unknown)), and the device minimums apply only when the mode is C(gpu).
+    type: str
+    choices: [gpu, cpu, any]
+    default: gpu
+  log_path:
+    description:
+      - Judge this saved log file instead of the live unit (support tickets, CI). I(unit) and I(source)
+        are then ignored and nothing on the host is queried.
+    type: path
+  unit:
+    description: The Ollama systemd unit.
+    type: str
+    default: ollama.service
+  source:
+    description:
+      - Where the live log is read.
+      - C(auto) uses the sink the unit really writes its standard error to (C(systemctl show -p
+        StandardError,StandardOutput), file paths from the unit file and its drop-ins) - journald, or a
+        C(file:)/C(append:)/C(truncate:) path.
+      - C(journal) and C(file) force one; C(file) still takes the path from the unit.
+    type: str
+    choices: [auto, journal, file]
+    default: auto
+  timeout:
+    description:
+      - Seconds to wait for the verdict of the current start (the log is followed as it grows; the module
+        returns as soon as the verdict is there).
+    type: float
+    default: 60
+  min_devices:
+    description: Minimum number of GPU devices (counted among those of I(library) when it is set).
+    type: int
+    default: 1
+  min_total_vram:
+    description:
+      - Minimum total VRAM over the GPU devices (of I(library) when set), for example C(16 GiB), C(80GB),
+        or a number of bytes. GiB/MiB/G/M are powers of 1024, GB/MB powers of 1000.
+    type: raw
+  library:
+    description:
+      - Required GPU library, compared case-insensitively with the C(library=) of each device (C(cuda)
+        matches C(CUDA)). A host that fell back to C(Vulkan) fails a C(cuda) requirement.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; a check-mode run is a normal run.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+notes:
+  - Live mode needs to read the journal (root or the C(systemd-journal) group) or the log file.
+  - Parser rules and the accepted log shapes are documented in C(module_utils/ollama_log.py).
+seealso:
+  - name: Ollama troubleshooting (server logs)
+    description: Where Ollama writes its logs on each platform.
+    link: https://github.com/ollama/ollama/blob/main/docs/troubleshooting.md
+'''
+
+EXAMPLES = r'''
+- name: Fail unless the current Ollama start found at least one CUDA GPU with 16 GiB or more
+  ollama_gpu_mode:
+    expect: gpu
+    library: cuda
+    min_total_vram: 16 GiB
+    timeout: 90
+  register: gpu_mode
+
+- name: Judge a log attached to a support ticket (on the controller, nothing on any host is touched)
+  ollama_gpu_mode:
+    log_path: /tmp/ticket-4711/ollama.log
+    expect: any
+    timeout: 0
+  delegate_to: localhost
+  register: ticket_verdict
+
+- name: Read a unit that logs to a file
+  ollama_gpu_mode:
+    unit: ollama.service
+    source: file
+'''
+
+RETURN = r'''
+mode:
+  description: C(gpu), C(cpu), or C(unknown) when the start has not reported its compute devices (yet).
+  returned: always
+  type: str
+  sample: gpu
+devices:
+  description:
+    - One entry per C(inference compute) GPU line of the current start (CPU lines are not devices).
+      Fields absent in a given Ollama era are null (C(variant) before 0.3.8, C(description) and C(pci_id)
+      before 0.12.4).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: GPU-452cac9f-6960-839c-4fb3-0cec83699196
+      filter_id: null
+      library: CUDA
+      variant: null
+      name: CUDA0
+      description: NVIDIA H100 80GB HBM3
+      compute: "9.0"
+      driver: "12.8"
+      pci_id: "0000:00:05.0"
+      type: discrete
+      libdirs: ollama,cuda_v12
+      total: 79.6 GiB
+      available: 79.1 GiB
+      total_bytes: 85469849190
+      available_bytes: 84932978278
+ollama_version:
+  description: Version from the C(Listening on ...) line of the start (its C(version X) part), null if there is none.
+  returned: always
+  type: str
+  sample: 0.12.6
+started_at:
+  description: Timestamp of the start line as written in the log.
+  returned: always
+  type: str
+  sample: "2025-11-25T10:00:00.000Z"
+log_source:
+  description: What was read - C(file:<path>) or C(journal:<journalctl match>).
+  returned: always
+  type: str
+  sample: journal:_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c
+evidence:
+  description: The log lines the verdict rests on (start line, C(inference compute) lines, total-VRAM
+    line), prefixes removed, each cut to 400 characters.
+  returned: always
+  type: list
+  elements: str
+discovery_errors:
+  description:
+    - Lines of the current start that explain a failed GPU discovery, each with a C(kind) -
+      C(preload_failed) (C(cannot be preloaded)), C(undefined_symbol), C(shared_library),
+      C(discovery_timeout), C(discovery_failed), C(no_gpus) (C(no compatible GPUs were discovered)),
+      C(gpu_warning) (WARN/ERROR lines about GPUs, drivers or libraries).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - kind: discovery_timeout
+      line: time=... msg="failure during GPU discovery" ... error="failed to finish discovery before timeout"
+waited:
+  description: Seconds spent reading/following the log.
+  returned: always
+  type: float
+  sample: 0.31
+starts:
+  description: Number of server starts seen in what was read (only the last one is judged).
+  returned: always
+  type: int
+total_vram:
+  description: Sum of C(total_bytes) over C(devices).
+  returned: always
+  type: int
+low_vram:
+  description: The C(entering low vram mode) values of a GPU start (C(total_vram), C(threshold)), or null.
+  returned: always
+  type: dict
+problems:
+  description: Why the verdict is not what was asked for; empty on success.
+  returned: always
+  type: list
+  elements: str
+hint:
+  description: What to look at next (empty when there is nothing to fix).
+  returned: always
+  type: str
+summary:
+  description: "One human line, for example: GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, CUDA, ollama 0.12.6)."
+  returned: always
+  type: str
+  sample: "GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)"
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_log import (CommandSource, FileSource, check_expectations, follow_log,
+                                             hint_for, parse_size, summarize, total_vram_bytes)
+from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, log_sink, systemctl_show,
+                                               try_systemctl_show, unit_start_epoch)
+
+# the start written by the current process may carry a time a little before systemd's own stamp
+START_CLOCK_SLACK = 2.0
+RUNNING_STATES = ('active', 'reloading')
+UNIT_PROPERTIES = ('LoadState', 'ActiveState', 'SubState', 'InvocationID', 'MainPID') + LOG_SINK_PROPERTIES
+
+
+def boot_id():
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip().replace('-', '')
+    except (IOError, OSError):
+        return None
+
+
+def journal_command(journalctl, unit_id, invocation, main_pid, boot):
+    """journalctl argv that follows the current invocation's entries from its first one.
+
+    The invocation match is the exact scope; the second term (this unit, this main PID, this boot)
+    catches journals that record no _SYSTEMD_INVOCATION_ID for stream entries (some containers)."""
+    # no --quiet: journalctl's warning about unreadable journals must reach the failure message
+    argv = [journalctl, '--no-pager', '--follow', '--no-tail', '--output=cat']
+    terms = []
+    if invocation:
+        terms.append(['_SYSTEMD_INVOCATION_ID=%s' % invocation])
+    if main_pid and main_pid != '0':
+        term = ['_SYSTEMD_UNIT=%s' % unit_id, '_PID=%s' % main_pid]
+        if boot:
+            term.append('_BOOT_ID=%s' % boot)
+        terms.append(term)
+    for i, term in enumerate(terms):
+        if i:
+            argv.append('+')
+        argv.extend(term)
+    return argv
+
+
+def wait_for_unit(module, unit, deadline):
+    """systemctl show of a loaded, running unit; waits through `activating` (auto-restart) until deadline."""
+    while True:
+        props = systemctl_show(module, unit, UNIT_PROPERTIES)
+        if props.get('LoadState') != 'loaded':
+            fail_early(module, 'unit %s is not installed (LoadState=%s): install Ollama first, or set unit '
+                               'to the unit that runs it' % (unit, props.get('LoadState', '?')), 'unit:%s' % unit)
+        state = props.get('ActiveState')
+        if state in RUNNING_STATES and props.get('MainPID', '0') != '0':
+            return props
+        if state != 'activating' or time.time() >= deadline:
+            fail_early(module, 'unit %s is not running (ActiveState=%s, SubState=%s): start it '
+                               '(systemctl start %s) and look at journalctl -u %s -n 50 if it keeps failing'
+                               % (unit, state, props.get('SubState'), unit, unit), 'unit:%s' % unit)
+        time.sleep(0.2)
+
+
+def fail_early(module, msg, log_source):
+    """Fail before any log was read: every return key present, the reason in problems and summary."""
+    module.fail_json(msg=msg, changed=False, mode='unknown', devices=[], ollama_version=None, started_at=None,
+                     log_source=log_source, evidence=[], discovery_errors=[], waited=0.0, starts=0,
+                     total_vram=0, low_vram=None, problems=[msg], hint='', summary='UNKNOWN \u2014 ' + msg)
+
+
+def live_source(module, unit, source, deadline):
+    """(log source, description, accept_start, systemctl show props) for the unit's current invocation."""
+    props = wait_for_unit(module, unit, deadline)
+    sink = log_sink(props)
+    kind = sink['kind'] if source == 'auto' else source
+    if kind == 'file':
+        path = sink['path']
+        if not path:
+            fail_early(module, 'source=file but unit %s has no file sink (%s): use source=journal or '
+                               'log_path' % (unit, sink['setting']), 'unit:%s' % unit)
+        started = unit_start_epoch(module, unit)
+
+        def accept_start(result):
+            if started is None or result.get('start_epoch') is None:
+                return result.get('starts', 0) > 0
+            return result['start_epoch'] >= started - START_CLOCK_SLACK
+
+        return FileSource(path), 'file:%s' % path, accept_start, props
+    if kind == 'journal':
+        journalctl = module.get_bin_path('journalctl', required=True)
+        argv = journal_command(journalctl, props.get('Id') or unit, props.get('InvocationID'),
+                               props.get('MainPID'), boot_id())
+        return CommandSource(argv), 'journal:%s' % ' '.join(argv[5:]), None, props
+    fail_early(module, 'unit %s sends its log where this module cannot read it (%s): set log_path to a '
+                       'saved log, or send StandardError to journal or a file' % (unit, sink['setting']),
+               'unit:%s' % unit)
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            expect=dict(type='str', default='gpu', choices=['gpu', 'cpu', 'any']),
+            log_path=dict(type='path'),
+            unit=dict(type='str', default='ollama.service'),
+            source=dict(type='str', default='auto', choices=['auto', 'journal', 'file']),
+            timeout=dict(type='float', default=60),
+            min_devices=dict(type='int', default=1),
+            min_total_vram=dict(type='raw'),
+            library=dict(type='str'),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p['timeout'] < 0:
+        fail_early(module, 'timeout must be 0 or more seconds, got %s' % p['timeout'], '')
+    if p['min_total_vram'] not in (None, '') and parse_size(p['min_total_vram']) is None:
+        fail_early(module, 'min_total_vram %r is not a size: write it like "16 GiB", "80GB" or a number of '
+                           'bytes' % (p['min_total_vram'],), '')
+    began = time.time()
+    deadline = began + p['timeout']
+
+    if p['log_path']:
+        path = p['log_path']
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            fail_early(module, 'log_path %s is not a readable file' % path, 'file:%s' % path)
+        source, description, accept, props = FileSource(path), 'file:%s' % path, None, None
+    else:
+        source, description, accept, props = live_source(module, p['unit'], p['source'], deadline)
+
+    try:
+        remaining = max(0.0, deadline - time.time())
+        result = follow_log(source, remaining, accept_start=accept)[0]
+    finally:
+        source.close()
+    source_error = getattr(source, 'error', None)
+
+    devices = result['devices']
+    problems = check_expectations(result, p['expect'], p['min_devices'], p['min_total_vram'], p['library'])
+    hint = hint_for(result, p['expect'], p['library']) if problems else ''
+    if problems and result['mode'] == 'unknown':
+        if result.get('stale_start'):
+            hint = ('the log file still ends with the previous process\'s start: the current one has '
+                    'written nothing there within %s s (is the unit logging elsewhere now?)' % p['timeout'])
+        if source_error:
+            hint += ' (%s said: %s)' % ('journalctl' if description.startswith('journal:') else 'reading',
+                                        source_error.splitlines()[-1])
+        if props is not None:
+            now, _err = try_systemctl_show(module, p['unit'], ['InvocationID', 'ActiveState', 'SubState'])
+            if now and now.get('InvocationID') != props.get('InvocationID'):
+                hint += ' (the unit restarted while waiting - now %s/%s: a crash loop? journalctl -u %s -n 50)' % (
+                    now.get('ActiveState'), now.get('SubState'), p['unit'])
+        problems[0] += ' within %s s' % p['timeout']
+    out = dict(
+        changed=False,
+        mode=result['mode'],
+        devices=devices,
+        ollama_version=result['ollama_version'],
+        started_at=result['started_at'],
+        log_source=description,
+        evidence=result['evidence'],
+        discovery_errors=result['discovery_errors'],
+        waited=round(time.time() - began, 3),
+        starts=result['starts'],
+        total_vram=total_vram_bytes(devices),
+        low_vram=result['low_vram'],
+        problems=problems,
+        hint=hint,
+        summary=summarize(result, problems, hint),
+    )
+    if problems:
+        found = 'found mode %s' % result['mode']
+        if devices:
+            found += ' with %d GPU(s): %s' % (len(devices), ', '.join(
+                '%s %s %s' % (d.get('library'), d.get('description') or d.get('name'), d.get('total'))
+                for d in devices))
+        if result['ollama_version']:
+            found += ', ollama %s' % result['ollama_version']
+        if result['started_at']:
+            found += ', started %s' % result['started_at']
+        msg = '%s (%s; log: %s).' % ('; '.join(problems), found, description)
+        module.fail_json(msg=msg + (' Hint: %s' % hint if hint else ''), **out)
+    module.exit_json(**out)
+
+
+def main():
+    run_module()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+"""Unit tests for library/ollama_gpu_mode.py: main() in log_path mode against the corpus, the failure
+messages, following a growing file, and the live-mode plumbing (systemctl/journalctl faked)."""
+import os
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+import ollama_gpu_mode as M
+from ansible.module_utils import ollama_log as L
+
+CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'corpus')
+EXPECTED = yaml.safe_load(open(os.path.join(CORPUS, 'expected.yml')))
+
+
+class Exit(Exception):
+    def __init__(self, result):
+        Exception.__init__(self, result.get('msg', ''))
+        self.result = result
+
+
+def _exit_json(self, **kwargs):
+    kwargs.setdefault('failed', False)
+    raise Exit(kwargs)
+
+
+def _fail_json(self, msg='', **kwargs):
+    kwargs['failed'] = True
+    kwargs['msg'] = msg
+    raise Exit(kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_exit(monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+
+
+def run(args):
+    with patch_module_args(args):
+        with pytest.raises(Exit) as info:
+            M.main()
+    return info.value.result
+
+
+def corpus(name):
+    return os.path.join(CORPUS, name)
+
+
+# ------------------------------------------------------------------ log_path mode on the corpus
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_log_path_corpus(name):
+    want = EXPECTED[name]
+    result = run({'log_path': corpus(name), 'expect': 'any', 'timeout': 0})
+    assert result['failed'] is False and result['changed'] is False
+    assert result['mode'] == want['mode']
+    assert len(result['devices']) == want['devices']
+    assert result['ollama_version'] == want['version']
+    assert result['log_source'] == 'file:%s' % corpus(name)
+    assert result['problems'] == [] and result['hint'] == ''
+    for key in ('started_at', 'evidence', 'discovery_errors', 'waited', 'summary', 'starts', 'total_vram'):
+        assert key in result
+
+
+def test_gpu_result_values():
+    result = run({'log_path': corpus('0.13.5-gpu-vh100-stderr-file.log'), 'timeout': 0, 'library': 'cuda',
+                  'min_total_vram': '64 GiB'})
+    assert result['failed'] is False and result['mode'] == 'gpu'
+    dev = result['devices'][0]
+    assert dev['description'] == 'vH100' and dev['total_bytes'] == L.parse_size('79.6 GiB')
+    assert result['summary'] == 'GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)'
+    assert result['started_at'] == '2025-12-01T08:03:10.200Z'
+    assert result['total_vram'] == dev['total_bytes']
+    assert any('inference compute' in e for e in result['evidence'])
+
+
+def test_check_mode_is_a_normal_run():
+    result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, '_ansible_check_mode': True})
+    assert result['failed'] is False and result['changed'] is False and result['mode'] == 'gpu'
+
+
+# ------------------------------------------------------------------ failures
+
+def test_cpu_when_gpu_expected_fails_with_what_and_hint():
+    result = run({'log_path': corpus('0.12.6-cpu-preload-missing-journal.log'), 'timeout': 0})
+    assert result['failed'] is True and result['changed'] is False
+    assert result['mode'] == 'cpu'
+    assert result['msg'].startswith('Ollama runs in CPU mode, expected GPU (found mode cpu, ollama 0.12.6')
+    assert 'PRELOAD_MISSING_FILE' in result['msg'] and 'PRELOAD_MISSING_FILE' in result['hint']
+    assert result['summary'].startswith('CPU (ollama 0.12.6) \u2014 Ollama runs in CPU mode')
+    assert result['discovery_errors'][0]['kind'] == 'preload_failed'
+
+
+def test_discovery_timeout_hint():
+    result = run({'log_path': corpus('0.12.6-cpu-discovery-timeout-journal.log'), 'timeout': 0})
+    assert result['failed'] and 'DISCOVERY_TIMEOUT' in result['msg']
+
+
+def test_gpu_when_cpu_expected_fails():
+    result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, 'expect': 'cpu'})
+    assert result['failed'] and 'expected CPU' in result['msg'] and 'NVIDIA H100 80GB HBM3' in result['msg']
+
+
+def test_cpu_expected_cpu_passes():
+    result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': 0, 'expect': 'cpu'})
+    assert result['failed'] is False and result['summary'] == 'CPU (ollama 0.12.6)'
+
+
+def test_unknown_fails_after_timeout():
+    began = time.monotonic()
+    result = run({'log_path': corpus('0.12.6-unknown-no-verdict.log'), 'timeout': 0.5})
+    assert 0.45 < time.monotonic() - began < 1.5
+    assert result['failed'] and result['mode'] == 'unknown'
+    assert 'no verdict' in result['msg'] and 'within 0.5 s' in result['msg'] and 'raise timeout' in result['msg']
+
+
+def test_unknown_with_expect_any_passes():
+    result = run({'log_path': corpus('0.12.6-unknown-no-verdict.log'), 'timeout': 0, 'expect': 'any'})
+    assert result['failed'] is False and result['mode'] == 'unknown'
+
+
+def test_too_few_devices():
+    result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, 'min_devices': 2})
+    assert result['failed'] and '1 GPU device(s), at least 2 required' in result['msg']
+
+
+def test_multi_gpu_meets_minimums():
+    result = run({'log_path': corpus('0.9.0-gpu-multi-cuda-bare.log'), 'timeout': 0, 'min_devices': 4,
+                  'min_total_vram': '160 GiB', 'library': 'CUDA'})
+    assert result['failed'] is False and len(result['devices']) == 4
+
+
+def test_too_little_vram():
+    result = run({'log_path': corpus('0.11.8-gpu-low-vram-16gib.log'), 'timeout': 0, 'min_total_vram': '16 GiB'})
+    assert result['failed'] and 'total VRAM 15.6 GiB, at least 16.0 GiB required' in result['msg']
+
+
+def test_vram_as_bytes():
+    result = run({'log_path': corpus('0.11.8-gpu-low-vram-16gib.log'), 'timeout': 0,
+                  'min_total_vram': 8 * 1024 ** 3})
+    assert result['failed'] is False
+
+
+def test_vulkan_fallback_fails_a_cuda_requirement():
+    result = run({'log_path': corpus('0.30.1-gpu-vulkan-fallback.log'), 'timeout': 0, 'library': 'cuda'})
+    assert result['failed'] and 'no device with library cuda (found: Vulkan)' in result['msg']
+    assert 'fell back to Vulkan' in result['hint']
+
+
+def test_low_vram_with_expect_any_and_minimum_applies_to_gpu_only():
+    result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': 0, 'expect': 'any', 'min_devices': 3})
+    assert result['failed'] is False
+
+
+def test_bad_min_total_vram():
+    result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': 0, 'min_total_vram': 'lots'})
+    assert result['failed'] and 'is not a size' in result['msg']
+
+
+def test_missing_log_path():
+    result = run({'log_path': '/nonexistent/ollama.log', 'timeout': 0})
+    assert result['failed'] and 'not a readable file' in result['msg'] and result['changed'] is False
+
+
+def test_negative_timeout():
+    result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': -1})
+    assert result['failed'] and 'timeout' in result['msg']
+
+
+# ------------------------------------------------------------------ following a growing file
+
+def test_module_returns_within_a_second_of_the_compute_line(tmp_path):
+    path = str(tmp_path / 'ollama-stderr.log')
+    with open(path, 'w') as f:
+        f.write(
+            'time=2025-12-01T08:03:10.200Z level=INFO source=routes.go:1511 msg="server config" env="map[]"\n'
+            'time=2025-12-01T08:03:10.205Z level=INFO source=routes.go:1570 '
+            'msg="Listening on 127.0.0.1:11434 (version 0.13.5)"\n'
+            'time=2025-12-01T08:03:10.206Z level=INFO source=runner.go:80 msg="discovering available GPUs..."\n')
+    written = []
+
+    def writer():
+        time.sleep(0.5)
+        with open(path, 'a') as f:
+            f.write('time=2025-12-01T08:03:10.731Z level=INFO source=types.go:42 msg="inference compute" '
+                    'id=GPU-00000000-0000-0000-0000-0000000005a1 library=CUDA compute=9.0 name=CUDA0 '
+                    'description=vH100 libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 type=discrete '
+                    'total="79.6 GiB" available="79.1 GiB"\n')
+        written.append(time.monotonic())
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    result = run({'log_path': path, 'timeout': 30})
+    returned = time.monotonic()
+    thread.join()
+    assert result['failed'] is False and result['mode'] == 'gpu'
+    assert returned - written[0] < 1.0
+    assert 0.4 < result['waited'] < 1.6
+
+
+# ------------------------------------------------------------------ live mode plumbing (faked systemd)
+
+class FakeModule(object):
+    """Just enough of AnsibleModule for live_source(): canned `systemctl show` answers."""
+
+    def __init__(self, show, start='@1764576190.100000'):
+        self.show = show
+        self.start = start
+        self.commands = []
+
+    def get_bin_path(self, name, required=False):
+        return '/usr/bin/%s' % name
+
+    def run_command(self, cmd):
+        self.commands.append(cmd)
+        if 'ExecMainStartTimestamp' in cmd:
+            return 0, 'ExecMainStartTimestamp=%s\n' % self.start, ''
+        return 0, ''.join('%s=%s\n' % kv for kv in self.show.items()), ''
+
+    def fail_json(self, msg='', **kwargs):
+        kwargs['msg'] = msg
+        kwargs['failed'] = True
+        raise Exit(kwargs)
+
+
+RUNNING = {'Id': 'ollama.service', 'LoadState': 'loaded', 'ActiveState': 'active', 'SubState': 'running',
+           'InvocationID': '5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c', 'MainPID': '2210', 'StandardOutput': 'journal',
+           'StandardError': 'inherit', 'FragmentPath': '/etc/systemd/system/ollama.service', 'DropInPaths': ''}
+
+
+def test_journal_command_scopes_to_the_invocation():
+    argv = M.journal_command('/usr/bin/journalctl', 'ollama.service', 'abc', '2210', 'b00t')
+    assert argv[:5] == ['/usr/bin/journalctl', '--no-pager', '--follow', '--no-tail', '--output=cat']
+    assert argv[5:] == ['_SYSTEMD_INVOCATION_ID=abc', '+', '_SYSTEMD_UNIT=ollama.service', '_PID=2210',
+                        '_BOOT_ID=b00t']
+    assert M.journal_command('/j', 'u.service', '', '7', None)[5:] == ['_SYSTEMD_UNIT=u.service', '_PID=7']
+
+
+def test_live_journal_source(monkeypatch):
+    started = []
+
+    class FakeCommandSource(object):
+        def __init__(self, argv):
+            started.append(argv)
+
+    monkeypatch.setattr(M, 'CommandSource', FakeCommandSource)
+    monkeypatch.setattr(M, 'boot_id', lambda: 'b00t')
+    source, description, accept, props = M.live_source(FakeModule(RUNNING), 'ollama', 'auto', time.time() + 5)
+    assert isinstance(source, FakeCommandSource) and accept is None
+    assert started[0][0] == '/usr/bin/journalctl'
+    assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in started[0]
+    assert description.startswith('journal:_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c + ')
+
+
+def test_live_file_sink_from_the_unit_files(tmp_path, monkeypatch):
+    unit = tmp_path / 'ollama.service'
+    unit.write_text('[Service]\nExecStart=/usr/local/bin/ollama serve\n')
+    dropin = tmp_path / 'log.conf'
+    dropin.write_text('[Service]\nStandardError=append:/var/log/ollama-stderr.log\n')
+    show = dict(RUNNING, StandardError='append', FragmentPath=str(unit), DropInPaths=str(dropin))
+    module = FakeModule(show, start='@%f' % L.log_time_to_epoch('2025-12-01T08:03:10.100Z'))
+    source, description, accept, props = M.live_source(module, 'ollama.service', 'auto', time.time() + 5)
+    assert isinstance(source, L.FileSource) and source.path == '/var/log/ollama-stderr.log'
+    assert description == 'file:/var/log/ollama-stderr.log'
+    # the file's last start must be the current process's (not older than ExecMainStartTimestamp)
+    with open(corpus('0.13.5-gpu-vh100-stderr-file.log')) as f:
+        text = f.read()
+    assert accept(L.parse_log(text)) is True
+    first_start_only = text[:text.index('[GIN]')]
+    assert accept(L.parse_log(first_start_only)) is False
+
+
+def test_live_file_sink_with_path_in_show_output():
+    show = dict(RUNNING, StandardError='append:/var/log/o.log')
+    source, description, accept, props = M.live_source(FakeModule(show), 'ollama.service', 'auto', time.time() + 5)
+    assert description == 'file:/var/log/o.log'
+
+
+def test_live_source_file_forced_without_file_sink_fails():
+    with pytest.raises(Exit) as info:
+        M.live_source(FakeModule(RUNNING), 'ollama.service', 'file', time.time() + 5)
+    assert 'has no file sink' in info.value.result['msg']
+
+
+def test_unit_not_installed_fails_clearly():
+    show = {'Id': 'ollama.service', 'LoadState': 'not-found', 'ActiveState': 'inactive', 'SubState': 'dead'}
+    with pytest.raises(Exit) as info:
+        M.live_source(FakeModule(show), 'ollama.service', 'auto', time.time() + 5)
+    assert 'is not installed (LoadState=not-found)' in info.value.result['msg']
+    assert info.value.result['mode'] == 'unknown'
+
+
+def test_unit_not_running_fails_clearly():
+    show = dict(RUNNING, ActiveState='failed', SubState='failed', MainPID='0')
+    with pytest.raises(Exit) as info:
+        M.live_source(FakeModule(show), 'ollama.service', 'auto', time.time() + 5)
+    assert 'is not running (ActiveState=failed' in info.value.result['msg']
+    assert 'systemctl start ollama.service' in info.value.result['msg']
+
+
+def test_unit_logging_to_null_fails_clearly():
+    show = dict(RUNNING, StandardError='null')
+    with pytest.raises(Exit) as info:
+        M.live_source(FakeModule(show), 'ollama.service', 'auto', time.time() + 5)
+    assert 'cannot read it (StandardError=null)' in info.value.result['msg']
+
+
+def test_live_main_with_fake_journalctl(monkeypatch):
+    """main() end to end in live mode: systemctl answers faked, journalctl replaced by a script that
+    prints a start, then the compute line 0.5 s later, then keeps following."""
+    with open(corpus('0.12.6-gpu-journal-h100.log')) as f:
+        journal = [line.split(': ', 1)[1] for line in f.read().splitlines() if 'ollama[' in line]
+    script = ('import sys, time\n'
+              'lines = %r\n'
+              'print("\\n".join(lines[:-1]), flush=True)\n'
+              'time.sleep(0.5)\n'
+              'print(lines[-1], flush=True)\n'
+              'time.sleep(60)\n' % journal)
+
+    def fake_source(argv):
+        assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in argv
+        return L.CommandSource([sys.executable, '-c', script])
+
+    monkeypatch.setattr(M, 'CommandSource', fake_source)
+    monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
+    began = time.monotonic()
+    result = run({'timeout': 20})
+    assert time.monotonic() - began < 1.5
+    assert result['failed'] is False and result['mode'] == 'gpu'
+    assert result['log_source'].startswith('journal:_SYSTEMD_INVOCATION_ID=')
+    assert result['ollama_version'] == '0.12.6'
+
+
+def test_early_failures_carry_the_reason_in_problems_and_summary():
+    result = run({'log_path': '/nonexistent/ollama.log', 'timeout': 0})
+    assert result['problems'] == [result['msg']]
+    assert result['summary'].startswith('UNKNOWN \u2014 log_path /nonexistent/ollama.log')
+
+
+def test_live_unknown_reports_a_restart_while_waiting(monkeypatch):
+    """A start that never reports, and systemd shows a new invocation afterwards: crash loop hint."""
+    script = ('import time\n'
+              'print(%r, flush=True)\n'
+              'time.sleep(60)\n' % L.__name__)   # one line of noise, no start
+
+    monkeypatch.setattr(M, 'CommandSource', lambda argv: L.CommandSource([sys.executable, '-c', script]))
+    monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
+    monkeypatch.setattr(M, 'try_systemctl_show', lambda module, unit, props: (
+        {'InvocationID': 'ffff', 'ActiveState': 'activating', 'SubState': 'auto-restart'}, None))
+    result = run({'timeout': 0.5})
+    assert result['failed'] and result['mode'] == 'unknown'
+    assert 'the unit restarted while waiting - now activating/auto-restart' in result['msg']
+    assert 'within 0.5 s' in result['msg']
+
+
+# ------------------------------------------------------------------ the vgpu_systemd helpers this module added
+
+from ansible.module_utils import vgpu_systemd as S   # noqa: E402
+
+
+@pytest.mark.parametrize('value,expected', [
+    ('journal', ('journal', None)), ('journal+console', ('journal', None)), ('kmsg', ('journal', None)),
+    ('syslog', ('journal', None)), ('inherit', ('inherit', None)), ('', ('inherit', None)),
+    ('null', ('none', None)), ('tty', ('other', 'tty')), ('fd:ollama', ('other', 'fd:ollama')),
+    ('append', ('file', None)), ('append:/var/log/o.log', ('file', '/var/log/o.log')),
+    ('file:/var/log/o.log', ('file', '/var/log/o.log')), ('truncate:/x', ('file', '/x')),
+])
+def test_classify_output(value, expected):
+    assert S.classify_output(value) == expected
+
+
+def test_log_sink_last_assignment_wins_and_empty_resets():
+    texts = {'/u': '[Service]\nStandardError=append:/a.log\n',
+             '/d1': '[Service]\nStandardError=append:/b.log\n',
+             '/d2': '[Unit]\nStandardError=append:/not-service.log\n'}
+    show = {'StandardError': 'append', 'FragmentPath': '/u', 'DropInPaths': '/d1 /d2'}
+    assert S.log_sink(show, read=texts.get)['path'] == '/b.log'
+    assert S.unit_files_setting(['[Service]\nStandardError=append:/a\n', '[Service]\nStandardError=\n'],
+                                'StandardError') is None
+
+
+def test_log_sink_inherit_follows_standard_output():
+    show = {'StandardError': 'inherit', 'StandardOutput': 'append', 'FragmentPath': '/u', 'DropInPaths': ''}
+    sink = S.log_sink(show, read=lambda p: '[Service]\nStandardOutput=append:/var/log/ollama.log\n')
+    assert sink == {'kind': 'file', 'path': '/var/log/ollama.log', 'setting': 'StandardOutput=append'}
+    assert S.log_sink({'StandardError': 'inherit', 'StandardOutput': 'journal'})['kind'] == 'journal'
+
+
+def test_parse_systemd_timestamp():
+    assert S.parse_systemd_timestamp('@1795638908') == 1795638908.0
+    assert S.parse_systemd_timestamp('Wed 2026-11-25 20:35:54 UTC') == 1795638954.0
+    assert S.parse_systemd_timestamp('Wed 2026-11-25 20:35:54.250000 UTC') == 1795638954.25
+    assert S.parse_systemd_timestamp('') is None and S.parse_systemd_timestamp('n/a') is None
