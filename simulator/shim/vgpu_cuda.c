@@ -1,0 +1,492 @@
+/* Reference CUDA driver API shim (stands in for libcuda.so.1).
+ *
+ * One (or VGPU_SIM_DEVICE_COUNT) simulated "vH100" device, described by
+ * VGPU_SIM_* environment variables, read when cuInit is called.  There is no
+ * constructor and no destructor: loading this library does nothing at all.
+ *
+ * Build variants (see simulator/build.sh):
+ *   -DNO_CUINIT           no cuInit export (a broken shim build)
+ *   -DFAKE_NVIDIA_DRIVER  a "real NVIDIA driver" look-alike whose cuInit fails
+ *                         with CUDA_ERROR_NO_DEVICE, as the real libcuda does
+ *                         in a guest without the NVIDIA kernel module.
+ *
+ * CUDA_VISIBLE_DEVICES is honoured inside cuInit the way the real driver does
+ * it: a comma separated list of ordinals or GPU-UUID prefixes, parsing stops at
+ * the first invalid entry ("" and "-1" hide everything).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <time.h>
+#include "cuda_min.h"
+#include "vgpu_config.h"
+
+#define API __attribute__((visibility("default")))
+
+#ifdef FAKE_NVIDIA_DRIVER
+/* Strings a real driver build carries; checked by nothing here, present so that
+ * tools looking at the file (strings, size, SONAME) see an NVIDIA library. */
+__attribute__((used)) static const char nv_ident[] =
+    "NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\0"
+    "libcuda.so.535.104.05\0/dev/nvidiactl\0/dev/nvidia-uvm\0nvidia\0"
+    "NVIDIA: could not open the device file %s (%s).\0"
+    "NVIDIA Corporation\0";
+#undef VGPU_DEFAULT_DRIVER
+#define VGPU_DEFAULT_DRIVER 12020
+#endif
+
+static struct vgpu_config cfg;
+static int initialized;
+static int visible_count;
+static int visible_map[VGPU_MAX_DEVICES];
+
+struct CUctx_st { int magic; CUdevice dev; };
+#define CTX_MAGIC 0x76677075
+static __thread CUcontext current_ctx;
+static struct CUctx_st primary_ctx[VGPU_MAX_DEVICES];
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Apply CUDA_VISIBLE_DEVICES to the physical devices. */
+static void compute_visible(void)
+{
+    const char *env = getenv("CUDA_VISIBLE_DEVICES");
+    int i;
+    visible_count = 0;
+    if (env == NULL) {
+        for (i = 0; i < cfg.device_count; i++) visible_map[visible_count++] = i;
+        return;
+    }
+    while (visible_count < VGPU_MAX_DEVICES) {
+        char tok[128];
+        size_t n = strcspn(env, ",");
+        const char *p;
+        int idx = -1, dup = 0;
+        if (n >= sizeof(tok)) break;
+        memcpy(tok, env, n);
+        tok[n] = '\0';
+        p = tok;
+        while (*p == ' ' || *p == '\t') p++;
+        {   /* trim right */
+            char *e = tok + strlen(tok);
+            while (e > p && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
+        }
+        if (*p == '\0') break;
+        if (isdigit((unsigned char)*p)) {
+            const char *q = p;
+            while (isdigit((unsigned char)*q)) q++;
+            if (*q != '\0') break;
+            idx = atoi(p);
+            if (idx >= cfg.device_count) break;
+        } else if (strncmp(p, "GPU-", 4) == 0) {
+            int matches = 0;
+            for (i = 0; i < cfg.device_count; i++) {
+                unsigned char u[16];
+                char s[64];
+                vgpu_device_uuid(&cfg, i, u);
+                vgpu_format_uuid(u, s, sizeof(s));
+                if (strncasecmp(s, p, strlen(p)) == 0) { matches++; idx = i; }
+            }
+            if (matches != 1) break;
+        } else {
+            break;
+        }
+        for (i = 0; i < visible_count; i++) if (visible_map[i] == idx) dup = 1;
+        if (dup) break;
+        visible_map[visible_count++] = idx;
+        if (env[n] == '\0') break;
+        env += n + 1;
+    }
+}
+
+static int valid_dev(CUdevice dev)
+{
+    return initialized && dev >= 0 && dev < visible_count;
+}
+
+#ifndef NO_CUINIT
+API CUresult cuInit(unsigned int flags)
+{
+    struct vgpu_config c;
+    vgpu_load_config(&c);
+    if (c.init_delay_ms > 0) sleep_ms(c.init_delay_ms);
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+#ifdef FAKE_NVIDIA_DRIVER
+    /* The real driver cannot reach /dev/nvidiactl without its kernel module. */
+    return CUDA_ERROR_NO_DEVICE;
+#else
+    cfg = c;
+    compute_visible();
+    if (visible_count == 0) { initialized = 0; return CUDA_ERROR_NO_DEVICE; }
+    initialized = 1;
+    return CUDA_SUCCESS;
+#endif
+}
+#endif
+
+API CUresult cuDriverGetVersion(int *version)
+{
+    if (!version) return CUDA_ERROR_INVALID_VALUE;
+    *version = vgpu_parse_driver(vgpu_env("VGPU_SIM_DRIVER", "")) ?: VGPU_DEFAULT_DRIVER;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetCount(int *count)
+{
+    if (!count) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    *count = visible_count;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGet(CUdevice *device, int ordinal)
+{
+    if (!device) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (ordinal < 0 || ordinal >= visible_count) return CUDA_ERROR_INVALID_DEVICE;
+    *device = ordinal;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+{
+    if (!pi) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    if (attrib <= 0 || attrib >= CU_DEVICE_ATTRIBUTE_MAX) return CUDA_ERROR_INVALID_VALUE;
+    switch (attrib) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *pi = cfg.cc_major; break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *pi = cfg.cc_minor; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *pi = 1024; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK: *pi = 49152; break;
+    case CU_DEVICE_ATTRIBUTE_WARP_SIZE: *pi = 32; break;
+    case CU_DEVICE_ATTRIBUTE_CLOCK_RATE: *pi = 1980000; break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *pi = 132; break;
+    case CU_DEVICE_ATTRIBUTE_INTEGRATED: *pi = 0; break;
+    case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: *pi = (int)cfg.pci_bus; break;
+    case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: *pi = (int)cfg.pci_dev + visible_map[dev]; break;
+    case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: *pi = (int)cfg.pci_domain; break;
+    case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE: *pi = 2619000; break;
+    case CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH: *pi = 5120; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: *pi = 233472; break;
+    case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY: *pi = 1; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *pi = 232448; break;
+    case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: *pi = 1; break;
+    default: *pi = 0; break;
+    }
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceComputeCapability(int *major, int *minor, CUdevice dev)
+{
+    if (!major || !minor) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    *major = cfg.cc_major;
+    *minor = cfg.cc_minor;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
+{
+    if (!name || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    snprintf(name, (size_t)len, "%s", cfg.name);
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+{
+    if (!uuid) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    vgpu_device_uuid(&cfg, visible_map[dev], (unsigned char *)uuid->bytes);
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
+{
+    return cuDeviceGetUuid(uuid, dev);
+}
+
+API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+    if (!bytes) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    *bytes = (size_t)cfg.total_bytes;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetPCIBusId(char *pciBusId, int len, CUdevice dev)
+{
+    if (!pciBusId || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    vgpu_format_pci(&cfg, visible_map[dev], pciBusId, (size_t)len);
+    return CUDA_SUCCESS;
+}
+
+/* ---- contexts ---------------------------------------------------------- */
+
+static CUresult ctx_create(CUcontext *pctx, CUdevice dev)
+{
+    struct CUctx_st *c;
+    if (!pctx) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    c = calloc(1, sizeof(*c));
+    if (!c) return CUDA_ERROR_OUT_OF_MEMORY;
+    c->magic = CTX_MAGIC;
+    c->dev = dev;
+    *pctx = c;
+    current_ctx = c;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+    (void)flags;
+    return ctx_create(pctx, dev);
+}
+
+API CUresult cuCtxCreate_v3(CUcontext *pctx, void *paramsArray, int numParams,
+                            unsigned int flags, CUdevice dev)
+{
+    (void)paramsArray; (void)numParams; (void)flags;
+    return ctx_create(pctx, dev);
+}
+
+API CUresult cuCtxCreate_v4(CUcontext *pctx, void *ctxCreateParams, unsigned int flags, CUdevice dev)
+{
+    (void)ctxCreateParams; (void)flags;
+    return ctx_create(pctx, dev);
+}
+
+API CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!ctx || ctx->magic != CTX_MAGIC) return CUDA_ERROR_INVALID_CONTEXT;
+    if (current_ctx == ctx) current_ctx = NULL;
+    if (ctx >= primary_ctx && ctx < primary_ctx + VGPU_MAX_DEVICES) return CUDA_SUCCESS;
+    ctx->magic = 0;
+    free(ctx);
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxDestroy(CUcontext ctx)
+{
+    return cuCtxDestroy_v2(ctx);
+}
+
+API CUresult cuCtxGetCurrent(CUcontext *pctx)
+{
+    if (!pctx) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    *pctx = current_ctx;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxSetCurrent(CUcontext ctx)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (ctx && ctx->magic != CTX_MAGIC) return CUDA_ERROR_INVALID_CONTEXT;
+    current_ctx = ctx;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxPushCurrent_v2(CUcontext ctx)
+{
+    return cuCtxSetCurrent(ctx);
+}
+
+API CUresult cuCtxPopCurrent_v2(CUcontext *pctx)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (pctx) *pctx = current_ctx;
+    current_ctx = NULL;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxGetDevice(CUdevice *dev)
+{
+    if (!dev) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!current_ctx) return CUDA_ERROR_INVALID_CONTEXT;
+    *dev = current_ctx->dev;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxSynchronize(void)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    return current_ctx ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+}
+
+API CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+    if (!pctx) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    primary_ctx[dev].magic = CTX_MAGIC;
+    primary_ctx[dev].dev = dev;
+    *pctx = &primary_ctx[dev];
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    return valid_dev(dev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+}
+
+API CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+    return cuDevicePrimaryCtxRelease_v2(dev);
+}
+
+API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)
+{
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    if (flags) *flags = 0;
+    if (active) *active = primary_ctx[dev].magic == CTX_MAGIC;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes)
+{
+    if (!free_bytes || !total_bytes) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!current_ctx) return CUDA_ERROR_INVALID_CONTEXT;
+    *free_bytes = (size_t)cfg.free_bytes;
+    *total_bytes = (size_t)cfg.total_bytes;
+    return CUDA_SUCCESS;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static const struct { CUresult code; const char *name, *text; } errors[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {CUDA_ERROR_DEINITIALIZED, "CUDA_ERROR_DEINITIALIZED", "driver shutting down"},
+    {CUDA_ERROR_INSUFFICIENT_DRIVER, "CUDA_ERROR_INSUFFICIENT_DRIVER",
+     "CUDA driver version is insufficient for CUDA runtime version"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+     "system has unsupported display driver / cuda driver combination"},
+    {CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
+};
+
+API CUresult cuGetErrorString(CUresult error, const char **pStr)
+{
+    size_t i;
+    if (!pStr) return CUDA_ERROR_INVALID_VALUE;
+    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].code == error) { *pStr = errors[i].text; return CUDA_SUCCESS; }
+    *pStr = NULL;
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+API CUresult cuGetErrorName(CUresult error, const char **pStr)
+{
+    size_t i;
+    if (!pStr) return CUDA_ERROR_INVALID_VALUE;
+    for (i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].code == error) { *pStr = errors[i].name; return CUDA_SUCCESS; }
+    *pStr = NULL;
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+/* ---- cuGetProcAddress -------------------------------------------------- */
+
+#define F(n) (void *)(n)
+static const struct { const char *name; int min_version; void *fn; } procs[] = {
+#ifndef NO_CUINIT
+    {"cuInit", 0, F(cuInit)},
+#endif
+    {"cuDriverGetVersion", 0, F(cuDriverGetVersion)},
+    {"cuDeviceGetCount", 0, F(cuDeviceGetCount)},
+    {"cuDeviceGet", 0, F(cuDeviceGet)},
+    {"cuDeviceGetAttribute", 0, F(cuDeviceGetAttribute)},
+    {"cuDeviceComputeCapability", 0, F(cuDeviceComputeCapability)},
+    {"cuDeviceGetName", 0, F(cuDeviceGetName)},
+    {"cuDeviceGetUuid", 11040, F(cuDeviceGetUuid_v2)},
+    {"cuDeviceGetUuid", 0, F(cuDeviceGetUuid)},
+    {"cuDeviceGetUuid_v2", 0, F(cuDeviceGetUuid_v2)},
+    {"cuDeviceTotalMem", 0, F(cuDeviceTotalMem_v2)},
+    {"cuDeviceTotalMem_v2", 0, F(cuDeviceTotalMem_v2)},
+    {"cuDeviceGetPCIBusId", 0, F(cuDeviceGetPCIBusId)},
+    {"cuMemGetInfo", 0, F(cuMemGetInfo_v2)},
+    {"cuMemGetInfo_v2", 0, F(cuMemGetInfo_v2)},
+    {"cuCtxCreate", 12050, F(cuCtxCreate_v4)},
+    {"cuCtxCreate", 11040, F(cuCtxCreate_v3)},
+    {"cuCtxCreate", 0, F(cuCtxCreate_v2)},
+    {"cuCtxCreate_v2", 0, F(cuCtxCreate_v2)},
+    {"cuCtxCreate_v3", 0, F(cuCtxCreate_v3)},
+    {"cuCtxCreate_v4", 0, F(cuCtxCreate_v4)},
+    {"cuCtxDestroy", 0, F(cuCtxDestroy_v2)},
+    {"cuCtxDestroy_v2", 0, F(cuCtxDestroy_v2)},
+    {"cuCtxGetCurrent", 0, F(cuCtxGetCurrent)},
+    {"cuCtxSetCurrent", 0, F(cuCtxSetCurrent)},
+    {"cuCtxPushCurrent", 0, F(cuCtxPushCurrent_v2)},
+    {"cuCtxPopCurrent", 0, F(cuCtxPopCurrent_v2)},
+    {"cuCtxGetDevice", 0, F(cuCtxGetDevice)},
+    {"cuCtxSynchronize", 0, F(cuCtxSynchronize)},
+    {"cuDevicePrimaryCtxRetain", 0, F(cuDevicePrimaryCtxRetain)},
+    {"cuDevicePrimaryCtxRelease", 0, F(cuDevicePrimaryCtxRelease_v2)},
+    {"cuDevicePrimaryCtxGetState", 0, F(cuDevicePrimaryCtxGetState)},
+    {"cuGetErrorString", 0, F(cuGetErrorString)},
+    {"cuGetErrorName", 0, F(cuGetErrorName)},
+    {"cuGetProcAddress", 0, NULL},  /* patched below */
+};
+
+API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
+                                 cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus);
+
+static CUresult lookup_proc(const char *symbol, void **pfn, int cudaVersion,
+                            CUdriverProcAddressQueryResult *status)
+{
+    size_t i;
+    if (!symbol || !pfn) return CUDA_ERROR_INVALID_VALUE;
+    if (strcmp(symbol, "cuGetProcAddress") == 0 || strcmp(symbol, "cuGetProcAddress_v2") == 0) {
+        *pfn = F(cuGetProcAddress_v2);
+        if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
+        return CUDA_SUCCESS;
+    }
+    for (i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+        if (procs[i].fn && strcmp(procs[i].name, symbol) == 0 && cudaVersion >= procs[i].min_version) {
+            *pfn = procs[i].fn;
+            if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
+            return CUDA_SUCCESS;
+        }
+    }
+    *pfn = NULL;
+    if (status) *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
+                                 cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus)
+{
+    (void)flags;
+    return lookup_proc(symbol, pfn, cudaVersion, symbolStatus);
+}
+
+API CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
+{
+    (void)flags;
+    return lookup_proc(symbol, pfn, cudaVersion, NULL);
+}

@@ -1,0 +1,901 @@
+"""Ollama simulator + reference shim: build, log format per era, causality, HTTP API, installer.
+
+Real processes on this machine: each test installs a tarball into a temp prefix
+(<prefix>/bin/ollama, <prefix>/lib/ollama) and runs `ollama serve` on a free
+loopback port.  GPU mode must come only from the dynamic loader resolving
+libcuda.so.1 to a library that answers the CUDA driver API.
+"""
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIMSRC = os.path.join(REPO, "simulator")
+BUILD = os.path.join(os.environ.get("VGPU_BUILD_DIR") or os.path.join(REPO, ".build"), "sim")
+
+UUID = "GPU-8a3c5f1e-2b7d-4e90-9c61-5d2f7a0b3e48"
+NAME = "NVIDIA vH100 80GB HBM3"
+RAM = "<RAM>"   # placeholder: any HumanBytes2 value
+NOBODY = 65534
+
+
+# ---------------------------------------------------------------------------
+# fixtures and helpers
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sim():
+    if not shutil.which(os.environ.get("CC", "gcc")):
+        pytest.skip("gcc not installed: cannot build the reference shim")
+    r = subprocess.run(["bash", os.path.join(SIMSRC, "build.sh")], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
+    assert r.returncode == 0, r.stdout
+    return BUILD
+
+
+def shim(sim_dir, name="libvgpu-cuda.so"):
+    return os.path.join(sim_dir, "shim", name)
+
+
+def bad(sim_dir, name):
+    return os.path.join(sim_dir, "shim", "bad", name)
+
+
+def install(sim_dir, version, where=None):
+    """extract the release tarball into a fresh prefix, like install.sh does into /usr/local"""
+    prefix = tempfile.mkdtemp(prefix="ollama-sim-", dir=where or "/tmp")
+    os.chmod(prefix, 0o755)
+    extract(os.path.join(sim_dir, "ollama-%s-linux-amd64.tgz" % version), prefix)
+    return prefix
+
+
+def extract(tgz, dest):
+    with tarfile.open(tgz) as t:
+        if hasattr(tarfile, "fully_trusted_filter"):
+            t.extractall(dest, filter="fully_trusted")  # our own tarball; keep modes like tar(1)
+        else:
+            t.extractall(dest)
+
+
+@pytest.fixture
+def prefix_factory(sim):
+    made = []
+
+    def make(version="0.13.5"):
+        p = install(sim, version)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def get(port, path, timeout=2.0):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def post(port, path, body, timeout=10.0):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+class Run(object):
+    pass
+
+
+def serve(prefix, env=None, as_nobody=False, during=None, timeout=20.0):
+    """Start <prefix>/bin/ollama serve, wait until the API answers (discovery is
+    done by then), call during(port), SIGTERM it.  Returns a Run with log (stderr),
+    out (stdout), rc, port, startup (seconds), result of during."""
+    port = free_port()
+    e = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": prefix,
+         "OLLAMA_HOST": "127.0.0.1:%d" % port, "OLLAMA_MODELS": os.path.join(prefix, "models"),
+         "LANG": "C.UTF-8"}
+    e.update(env or {})
+    cmd = [os.path.join(prefix, "bin", "ollama"), "serve"]
+    if as_nobody:
+        cmd = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"] + cmd
+    errf = tempfile.TemporaryFile()
+    outf = tempfile.TemporaryFile()
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=e, stdout=outf, stderr=errf, stdin=subprocess.DEVNULL)
+    run = Run()
+    run.port = port
+    run.result = None
+    run.startup = None
+    try:
+        while time.time() - t0 < timeout and proc.poll() is None:
+            try:
+                get(port, "/api/version", timeout=0.5)
+                run.startup = time.time() - t0
+                break
+            except Exception:
+                time.sleep(0.02)
+        if run.startup is not None and during is not None:
+            run.result = during(port)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            run.rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            run.rc = proc.wait()
+    errf.seek(0)
+    outf.seek(0)
+    run.log = errf.read().decode("utf-8", "replace")
+    run.out = outf.read().decode("utf-8", "replace")
+    return run
+
+
+PAIR = re.compile(r'(?:"((?:[^"\\]|\\.)*)"|([^\s="]+))=(?:"((?:[^"\\]|\\.)*)"|(\S*))')
+
+
+def parse(line):
+    """independent slog text parser: [(key, value), ...]"""
+    out = []
+    for m in PAIR.finditer(line):
+        k = json.loads('"%s"' % m.group(1)) if m.group(1) is not None else m.group(2)
+        v = json.loads('"%s"' % m.group(3)) if m.group(3) is not None else m.group(4)
+        out.append((k, v))
+    return out
+
+
+def slog_lines(log):
+    return [parse(line) for line in log.splitlines() if line.startswith("time=")]
+
+
+def msgs(log):
+    return [dict(p).get("msg") for p in slog_lines(log)]
+
+
+def lines_with(log, msg):
+    return [p for p in slog_lines(log) if dict(p).get("msg") == msg]
+
+
+def assert_line(actual_pairs, expected_text):
+    """field for field; time= and source= values ignored; <RAM> matches any HumanBytes2"""
+    exp = parse(expected_text)
+    assert [k for k, _ in actual_pairs] == [k for k, _ in exp]
+    for (k, v), (_, ev) in zip(actual_pairs, exp):
+        if k in ("time", "source"):
+            continue
+        if ev == RAM:
+            assert re.match(r"^\d+(\.\d)? (B|KiB|MiB|GiB)$", v), (k, v)
+        else:
+            assert v == ev, (k, v, ev)
+
+
+def compute_lines(log):
+    return lines_with(log, "inference compute")
+
+
+def is_gpu(log):
+    c = compute_lines(log)
+    assert c, log
+    return dict(c[-1]).get("library") not in ("cpu",)
+
+
+def link(target, where):
+    os.symlink(target, os.path.join(where, "libcuda.so.1"))
+
+
+def libdir(prefix):
+    return os.path.join(prefix, "lib", "ollama")
+
+
+# ---------------------------------------------------------------------------
+# build outputs
+# ---------------------------------------------------------------------------
+
+
+def readelf(path, opt):
+    if not shutil.which("readelf"):
+        pytest.skip("readelf not installed")
+    return subprocess.run(["readelf", opt, "-W", path], stdout=subprocess.PIPE,
+                          universal_newlines=True).stdout
+
+
+def test_build_outputs(sim):
+    for rel in ("shim/libvgpu-cuda.so", "shim/libvgpu-nvml.so", "shim/libvgpu-cudart.so", "shim/SHA256SUMS",
+                "shim/bad/libvgpu-cuda-nocuinit.so", "shim/bad/libvgpu-cuda-aarch64.so",
+                "shim/bad/libvgpu-cuda-elf32.so", "shim/bad/libvgpu-cuda-truncated.so",
+                "shim/bad/libcuda.so.535.104.05", "shim/bad/libvgpu-cuda-interpose.so",
+                "shim/bad/libvgpu-nvml-needs-cuda.so", "install.sh", "ollama-sim-upgrade"):
+        assert os.path.isfile(os.path.join(sim, rel)), rel
+    for v in ("0.3.6", "0.5.7", "0.11.4", "0.13.5", "0.30.1"):
+        assert os.path.isfile(os.path.join(sim, "ollama-%s-linux-amd64.tgz" % v))
+    r = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.join(sim, "shim"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert r.returncode == 0, r.stdout
+    assert len(r.stdout.splitlines()) == 10
+
+
+def test_build_is_idempotent(sim):
+    t0 = time.time()
+    r = subprocess.run(["bash", os.path.join(SIMSRC, "build.sh")], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    assert r.returncode == 0 and "up to date" in r.stdout
+    assert time.time() - t0 < 5
+
+
+def test_tarball_layout(sim):
+    with tarfile.open(os.path.join(sim, "ollama-0.13.5-linux-amd64.tgz")) as t:
+        names = set(t.getnames())
+        assert t.getmember("bin/ollama").mode & 0o111
+        assert all(m.uid == 0 and m.gid == 0 for m in t.getmembers())
+    assert {"bin/ollama", "lib/ollama/libggml-base.so", "lib/ollama/libggml-cpu-x64.so",
+            "lib/ollama/cuda_v12/libggml-cuda.so", "lib/ollama/cuda_v13/libggml-cuda.so",
+            "lib/ollama/vulkan/libggml-vulkan.so"} <= names
+    with tarfile.open(os.path.join(sim, "ollama-0.5.7-linux-amd64.tgz")) as t:
+        dirs = sorted(n.split("/")[2] for n in t.getnames() if n.count("/") == 3)
+    assert dirs == ["cuda_v11", "cuda_v12"]
+    with tarfile.open(os.path.join(sim, "ollama-0.30.1-linux-amd64.tgz")) as t:
+        body = t.extractfile("bin/ollama").read().decode()
+    assert body.startswith("#!/usr/bin/python3\n")
+    assert 'VERSION = "0.30.1"' in body
+
+
+def test_elf_facts(sim):
+    d = readelf(shim(sim), "-d")
+    assert "(SONAME)" in d and "[libcuda.so.1]" in d
+    assert "INIT" not in d and "FINI" not in d, "the shim must not have constructors"
+    assert "[libnvidia-ml.so.1]" in readelf(shim(sim, "libvgpu-nvml.so"), "-d")
+    cuda = readelf(os.path.join(sim, "ggml", "cuda_v12", "libggml-cuda.so"), "-d")
+    assert "Shared library: [libcuda.so.1]" in cuda
+    assert "RPATH" not in cuda and "RUNPATH" not in cuda
+    syms = readelf(shim(sim), "--dyn-syms")
+    exported = set(line.split()[-1] for line in syms.splitlines()
+                   if " FUNC " in line and " GLOBAL " in line and " UND " not in line)
+    need = {"cuInit", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetAttribute",
+            "cuDeviceGetName", "cuDeviceGetUuid", "cuDeviceGetUuid_v2", "cuDeviceTotalMem_v2",
+            "cuMemGetInfo_v2", "cuCtxCreate_v3", "cuCtxCreate_v2", "cuCtxDestroy", "cuCtxDestroy_v2",
+            "cuDeviceGetPCIBusId", "cuGetProcAddress_v2", "cuGetErrorString"}
+    assert need <= exported
+    assert all(s.startswith("cu") for s in exported), exported - set(s for s in exported if s.startswith("cu"))
+    nocuinit = readelf(bad(sim, "libvgpu-cuda-nocuinit.so"), "--dyn-syms")
+    assert " cuInit" not in nocuinit
+    inter = readelf(bad(sim, "libvgpu-cuda-interpose.so"), "--dyn-syms")
+    assert re.search(r"FUNC +GLOBAL +DEFAULT +\d+ dlopen", inter)
+    with open(bad(sim, "libvgpu-cuda-aarch64.so"), "rb") as f:
+        h = f.read(20)
+    assert h[4] == 2 and h[18] == 183
+    with open(bad(sim, "libvgpu-cuda-elf32.so"), "rb") as f:
+        assert f.read(5)[4] == 1
+    assert os.path.getsize(bad(sim, "libvgpu-cuda-truncated.so")) == 4096
+    with open(bad(sim, "libcuda.so.535.104.05"), "rb") as f:
+        blob = f.read()
+    assert b"libcuda.so.535.104.05" in blob and b"NVIDIA" in blob and b"nvidia" in blob
+
+
+# ---------------------------------------------------------------------------
+# the shim, straight through the driver API (fresh process each time)
+# ---------------------------------------------------------------------------
+
+PROBE = r"""
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1], mode=2)
+out = {}
+out["init"] = lib.cuInit(0)
+v = ctypes.c_int(); lib.cuDriverGetVersion(ctypes.byref(v)); out["driver"] = v.value
+n = ctypes.c_int(-1); out["count_rc"] = lib.cuDeviceGetCount(ctypes.byref(n)); out["count"] = n.value
+if out["init"] == 0 and n.value > 0:
+    name = ctypes.create_string_buffer(128); lib.cuDeviceGetName(name, 128, 0); out["name"] = name.value.decode()
+    pci = ctypes.create_string_buffer(32); lib.cuDeviceGetPCIBusId(pci, 32, 0); out["pci"] = pci.value.decode()
+    mem = ctypes.c_size_t(); lib.cuDeviceTotalMem_v2(ctypes.byref(mem), 0); out["total"] = mem.value
+    free = ctypes.c_size_t(); tot = ctypes.c_size_t()
+    out["meminfo_noctx"] = lib.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(tot))
+    ctx = ctypes.c_void_p(); out["ctx"] = lib.cuCtxCreate_v3(ctypes.byref(ctx), None, 0, 0, 0)
+    out["meminfo"] = lib.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(tot)); out["free"] = free.value
+    lib.cuCtxDestroy(ctx)
+    maj = ctypes.c_int(); lib.cuDeviceGetAttribute(ctypes.byref(maj), 75, 0); out["major"] = maj.value
+fn = ctypes.c_void_p(); st = ctypes.c_int(-1)
+out["gpa"] = lib.cuGetProcAddress_v2(b"cuDeviceTotalMem", ctypes.byref(fn), 12080, 0, ctypes.byref(st))
+out["gpa_same"] = fn.value == ctypes.cast(lib.cuDeviceTotalMem_v2, ctypes.c_void_p).value
+out["gpa_missing"] = lib.cuGetProcAddress_v2(b"cuNoSuchThing", ctypes.byref(fn), 12080, 0, ctypes.byref(st))
+s = ctypes.c_char_p(); lib.cuGetErrorString(100, ctypes.byref(s)); out["err100"] = s.value.decode()
+print(json.dumps(out))
+"""
+
+
+def probe(path, **env):
+    e = {"PATH": "/usr/bin:/bin"}
+    e.update(env)
+    r = subprocess.run([sys.executable, "-c", PROBE, path], env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_shim_driver_api(sim):
+    o = probe(shim(sim))
+    assert o["init"] == 0 and o["count"] == 1 and o["driver"] == 12080
+    assert o["name"] == NAME and o["pci"] == "0000:00:05.0" and o["major"] == 9
+    assert o["total"] == 81559 << 20 and o["free"] == 80995 << 20
+    assert o["meminfo_noctx"] == 201 and o["ctx"] == 0 and o["meminfo"] == 0
+    assert o["gpa"] == 0 and o["gpa_same"] and o["gpa_missing"] == 500
+    assert o["err100"] == "no CUDA-capable device is detected"
+
+
+@pytest.mark.parametrize("cvd,count", [("-1", 0), ("", 0), ("0", 1), ("GPU-8a3c", 1), ("GPU-ffff", 0),
+                                       ("0,1", 1), ("1,0", 0)])
+def test_shim_cuda_visible_devices(sim, cvd, count):
+    o = probe(shim(sim), CUDA_VISIBLE_DEVICES=cvd)
+    if count:
+        assert o["init"] == 0 and o["count"] == count
+    else:
+        assert o["init"] == 100 and o["count_rc"] == 3
+
+
+def test_shim_env_knobs(sim):
+    o = probe(shim(sim), VGPU_SIM_NAME="vA10", VGPU_SIM_CC="8.6", VGPU_SIM_TOTAL_MIB="24576",
+              VGPU_SIM_FREE_MIB="24000", VGPU_SIM_DRIVER="12.4", VGPU_SIM_PCI_ID="0000:01:00.0",
+              VGPU_SIM_DEVICE_COUNT="2")
+    assert (o["name"], o["major"], o["total"], o["free"], o["driver"], o["pci"], o["count"]) == \
+        ("vA10", 8, 24576 << 20, 24000 << 20, 12040, "0000:01:00.0", 2)
+    assert probe(shim(sim), VGPU_SIM_DEVICE_COUNT="0")["init"] == 100
+    t0 = time.time()
+    probe(shim(sim), VGPU_SIM_INIT_DELAY_MS="300")
+    assert time.time() - t0 >= 0.3
+
+
+def test_fake_nvidia_driver_fails_like_the_real_one(sim):
+    o = probe(bad(sim, "libcuda.so.535.104.05"))
+    assert o["init"] == 100 and o["count_rc"] == 3
+
+
+def test_loading_the_shim_runs_nothing(sim):
+    """dlopen alone must not read the environment or sleep (no constructors)"""
+    code = "import ctypes,sys,time; t=time.time(); ctypes.CDLL(sys.argv[1]); print(time.time()-t)"
+    r = subprocess.run([sys.executable, "-c", code, shim(sim)], env={"VGPU_SIM_INIT_DELAY_MS": "2000"},
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    assert float(r.stdout) < 0.5
+
+
+def test_nvml_needs_cuda_fails_alone(sim):
+    code = "import ctypes,sys; ctypes.CDLL(sys.argv[1])"
+    r = subprocess.run([sys.executable, "-c", code, bad(sim, "libvgpu-nvml-needs-cuda.so")],
+                       stderr=subprocess.PIPE, universal_newlines=True)
+    assert r.returncode != 0 and "undefined symbol: cuDeviceGetCount" in r.stderr
+    code = "import ctypes,sys; ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL); ctypes.CDLL(sys.argv[2])"
+    r = subprocess.run([sys.executable, "-c", code, shim(sim), bad(sim, "libvgpu-nvml-needs-cuda.so")])
+    assert r.returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# log lines per era (literal, field for field)
+# ---------------------------------------------------------------------------
+
+GPU_LINES = {
+    "0.3.6": 'time=X level=INFO source=X msg="inference compute" id=%s library=cuda compute=9.0 driver=12.8 '
+             'name="%s" total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
+    "0.5.7": 'time=X level=INFO source=X msg="inference compute" id=%s library=cuda variant=v12 compute=9.0 '
+             'driver=12.8 name="%s" total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
+    "0.11.4": 'time=X level=INFO source=X msg="inference compute" id=%s library=cuda variant=v12 compute=9.0 '
+              'driver=12.8 name="%s" total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
+    "0.13.5": 'time=X level=INFO source=X msg="inference compute" id=%s filter_id="" library=CUDA compute=9.0 '
+              'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
+              'type=discrete total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
+    "0.30.1": 'time=X level=INFO source=X msg="inference compute" id=0 filter_id=0 library=CUDA compute=9.0 '
+              'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
+              'type=discrete total="79.6 GiB" available="79.1 GiB"' % NAME,
+}
+CPU_LINES = {
+    "0.3.6": 'time=X level=INFO source=X msg="inference compute" id=0 library=cpu compute="" driver=0.0 name="" '
+             'total=<RAM> available=<RAM>',
+    "0.5.7": 'time=X level=INFO source=X msg="inference compute" id=0 library=cpu variant=avx2 compute="" '
+             'driver=0.0 name="" total=<RAM> available=<RAM>',
+    "0.11.4": 'time=X level=INFO source=X msg="inference compute" id=0 library=cpu variant="" compute="" '
+              'driver=0.0 name="" total=<RAM> available=<RAM>',
+    "0.13.5": 'time=X level=INFO source=X msg="inference compute" id=cpu library=cpu compute="" name=cpu '
+              'description=cpu libdirs=ollama driver="" pci_id="" type="" total=<RAM> available=<RAM>',
+    "0.30.1": 'time=X level=INFO source=X msg="inference compute" id=cpu library=cpu compute="" name=cpu '
+              'description=cpu libdirs=ollama driver="" pci_id="" type="" total=<RAM> available=<RAM>',
+}
+# every INFO message of a start, in order ("Listening" and "Dynamic LLM libraries" checked apart)
+GPU_MSGS = {
+    "0.3.6": ["total blobs: 0", "total unused blobs removed: 0", "LISTEN", "extracting embedded files",
+              "Dynamic LLM libraries [cpu cpu_avx cpu_avx2 cuda_v11]", "looking for compatible GPUs",
+              "inference compute"],
+    "0.5.7": ["total blobs: 0", "total unused blobs removed: 0", "LISTEN", "Dynamic LLM libraries",
+              "looking for compatible GPUs", "inference compute"],
+    "0.11.4": ["server config", "total blobs: 0", "total unused blobs removed: 0", "LISTEN",
+               "looking for compatible GPUs", "inference compute"],
+    "0.13.5": ["server config", "total blobs: 0", "total unused blobs removed: 0", "LISTEN",
+               "discovering available GPUs...",
+               "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1",
+               "starting runner", "starting runner", "starting runner", "inference compute"],
+    "0.30.1": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
+               "LISTEN", "discovering available GPUs...", "inference compute", "vram-based default context"],
+}
+CPU_TAIL = {
+    "0.3.6": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
+    "0.5.7": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
+    "0.11.4": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
+    "0.13.5": ["starting runner", "starting runner", "inference compute", "entering low vram mode"],
+    "0.30.1": ["discovering available GPUs...", "inference compute", "vram-based default context"],
+}
+
+
+def norm(ms, version):
+    return ["LISTEN" if m.startswith("Listening on 127.0.0.1:") and m.endswith("(version %s)" % version) else m
+            for m in ms]
+
+
+@pytest.mark.parametrize("version", sorted(GPU_LINES))
+def test_era_gpu_lines(prefix_factory, version):
+    p = prefix_factory(version)
+    for d in os.listdir(libdir(p)):
+        if d.startswith("cuda_v"):
+            link(shim(BUILD), os.path.join(libdir(p), d))
+    r = serve(p)
+    assert r.rc == 0, r.log
+    assert norm(msgs(r.log), version) == GPU_MSGS[version], r.log
+    c = compute_lines(r.log)
+    assert len(c) == 1
+    assert_line(c[0], GPU_LINES[version])
+    assert r.startup < 3.0, "discovery too slow: %.2fs" % r.startup
+
+
+@pytest.mark.parametrize("version", sorted(CPU_LINES))
+def test_era_cpu_lines(prefix_factory, version):
+    p = prefix_factory(version)
+    r = serve(p)
+    assert r.rc == 0, r.log
+    ms = norm(msgs(r.log), version)
+    if version == "0.11.4" and ms[-1] == "entering low vram mode":
+        ms.pop()  # 0.11.x counts system RAM as "vram" on CPU hosts: fires below 20 GiB of RAM
+    assert ms[-len(CPU_TAIL[version]):] == CPU_TAIL[version], r.log
+    assert_line(compute_lines(r.log)[0], CPU_LINES[version])
+    if version == "0.13.5":
+        assert_line(lines_with(r.log, "entering low vram mode")[0],
+                    'time=X level=INFO source=X msg="entering low vram mode" "total vram"="0 B" threshold="20.0 GiB"')
+    if version == "0.30.1":
+        assert_line(lines_with(r.log, "vram-based default context")[0],
+                    'time=X level=INFO source=X msg="vram-based default context" total_vram="0 B" default_num_ctx=4096')
+
+
+def test_old_server_config_format(prefix_factory):
+    r = serve(prefix_factory("0.5.7"), {"CUDA_VISIBLE_DEVICES": "-1", "OLLAMA_LLM_LIBRARY": "cuda"})
+    first = r.log.splitlines()[0]
+    assert re.match(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d routes\.go:1187: INFO server config env="map\[', first), first
+    assert "CUDA_VISIBLE_DEVICES:-1 " in first and "OLLAMA_LLM_LIBRARY:cuda " in first
+    assert_line(lines_with(r.log, "Dynamic LLM libraries")[0],
+                'time=X level=INFO source=X msg="Dynamic LLM libraries" runners="[cpu cpu_avx cpu_avx2 cuda_v11_avx cuda_v12_avx]"')
+
+
+def test_server_config_reflects_env(prefix_factory):
+    p = prefix_factory("0.13.5")
+    r = serve(p, {"CUDA_VISIBLE_DEVICES": "0", "OLLAMA_DEBUG": "1", "OLLAMA_LLM_LIBRARY": "cuda_v12"})
+    env = dict(lines_with(r.log, "server config")[0])["env"]
+    assert env.startswith("map[CUDA_VISIBLE_DEVICES:0 ")
+    for frag in ("OLLAMA_DEBUG:DEBUG ", "OLLAMA_LLM_LIBRARY:cuda_v12 ", "OLLAMA_HOST:http://127.0.0.1:%d " % r.port,
+                 "OLLAMA_MODELS:%s/models " % p):
+        assert frag in env
+    keys = [kv.split(":", 1)[0] for kv in re.sub(r"\[[^\]]*\]", "", env[len("map["):-1]).split()]
+    assert "OLLAMA_ORIGINS" in keys and "no_proxy" in keys
+    assert keys == sorted(keys)
+
+
+def test_small_gpu_still_enters_low_vram_mode(prefix_factory):
+    """the trap: low vram mode on a real (small) GPU is not a CPU signal"""
+    p = prefix_factory("0.13.5")
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"VGPU_SIM_TOTAL_MIB": "16384"})
+    assert is_gpu(r.log)
+    assert_line(lines_with(r.log, "entering low vram mode")[0],
+                'time=X level=INFO source=X msg="entering low vram mode" "total vram"="16.0 GiB" threshold="20.0 GiB"')
+
+
+def test_era_override(prefix_factory):
+    p = prefix_factory("0.13.5")
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"OLLAMA_SIM_LOG_ERA": "variant"})
+    assert_line(compute_lines(r.log)[0], GPU_LINES["0.5.7"])
+
+
+# ---------------------------------------------------------------------------
+# causality
+# ---------------------------------------------------------------------------
+
+
+def test_links_in_every_dir_gpu_none_cpu(prefix_factory):
+    p = prefix_factory()
+    assert not is_gpu(serve(p).log)
+    link(shim(BUILD), libdir(p))
+    assert is_gpu(serve(p).log)
+
+
+@pytest.mark.parametrize("name", ["libvgpu-cuda-nocuinit.so", "libvgpu-cuda-aarch64.so", "libvgpu-cuda-elf32.so",
+                                  "libvgpu-cuda-truncated.so", "libcuda.so.535.104.05"])
+def test_broken_shim_behind_link_gives_cpu(prefix_factory, name):
+    p = prefix_factory()
+    link(bad(BUILD, name), libdir(p))
+    r = serve(p, {"OLLAMA_DEBUG": "1"})
+    assert r.rc == 0
+    assert not is_gpu(r.log)
+
+
+def test_nocuinit_reason_is_the_loader(prefix_factory):
+    p = prefix_factory()
+    link(bad(BUILD, "libvgpu-cuda-nocuinit.so"), libdir(p))
+    r = serve(p, {"OLLAMA_DEBUG": "1"})
+    assert "undefined symbol: cuInit" in r.log
+    quiet = serve(p)
+    assert "undefined symbol" not in quiet.log, "0.12+ is silent about failed libcuda loads at INFO"
+
+
+def test_real_driver_lookalike_old_era_says_no_devices(prefix_factory):
+    p = prefix_factory("0.3.6")
+    link(bad(BUILD, "libcuda.so.535.104.05"), libdir(p))
+    r = serve(p)
+    line = lines_with(r.log, "no nvidia devices detected")[0]
+    assert dict(line)["library"] == os.path.join(libdir(p), "libcuda.so.1")
+    assert not is_gpu(r.log)
+
+
+def test_unreadable_shim_as_service_user(prefix_factory):
+    if not shutil.which("setpriv") or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv")
+    p = prefix_factory()
+    copy = os.path.join(p, "libvgpu-cuda.so")
+    shutil.copy(shim(BUILD), copy)
+    os.chmod(copy, 0o600)
+    link(copy, libdir(p))
+    r = serve(p, as_nobody=True)
+    assert r.rc == 0, r.log
+    assert not is_gpu(r.log)
+    os.chmod(copy, 0o644)
+    assert is_gpu(serve(p, as_nobody=True).log)
+    assert is_gpu(serve(p).log)
+
+
+def test_ld_preload_without_links(prefix_factory):
+    p = prefix_factory()
+    r = serve(p, {"LD_PRELOAD": "%s:%s" % (shim(BUILD), shim(BUILD, "libvgpu-nvml.so"))})
+    assert is_gpu(r.log)
+
+
+def test_ld_preload_nvml_shim_order(prefix_factory):
+    p = prefix_factory()
+    alone = serve(p, {"LD_PRELOAD": bad(BUILD, "libvgpu-nvml-needs-cuda.so")})
+    assert alone.rc == 127 and "undefined symbol: cuDeviceGetCount" in alone.log
+    both = serve(p, {"LD_PRELOAD": "%s:%s" % (shim(BUILD), bad(BUILD, "libvgpu-nvml-needs-cuda.so"))})
+    assert is_gpu(both.log)
+
+
+def test_ld_preload_missing_file(prefix_factory):
+    p = prefix_factory()
+    r = serve(p, {"LD_PRELOAD": "/nonexistent/libvgpu-cuda.so"})
+    assert "cannot be preloaded" in r.log
+    assert not is_gpu(r.log)
+
+
+def test_interposing_shim_still_answers(prefix_factory):
+    """documented behaviour: the dlopen/dlsym forwarders do not break discovery here"""
+    p = prefix_factory()
+    assert is_gpu(serve(p, {"LD_PRELOAD": bad(BUILD, "libvgpu-cuda-interpose.so")}).log)
+
+
+@pytest.mark.parametrize("value,gpu", [("cuda", False), ("cuda_v12", True), ("cuda_v13", False)])
+def test_llm_library(prefix_factory, value, gpu):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"OLLAMA_LLM_LIBRARY": value})
+    assert is_gpu(r.log) == gpu
+    if gpu:
+        assert dict(compute_lines(r.log)[0])["libdirs"] == "ollama," + value
+
+
+@pytest.mark.parametrize("value", ["-1", ""])
+def test_cuda_visible_devices_hides(prefix_factory, value):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"CUDA_VISIBLE_DEVICES": value})
+    assert not is_gpu(r.log)
+    warned = lines_with(r.log, "user overrode visible devices")
+    assert bool(warned) == bool(value)
+
+
+def test_driver_too_old_for_cuda_v13_picks_v12(prefix_factory):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    assert dict(compute_lines(serve(p).log)[0])["libdirs"] == "ollama,cuda_v12"
+    r = serve(p, {"VGPU_SIM_DRIVER": "13000"})
+    c = dict(compute_lines(r.log)[0])
+    assert c["libdirs"] == "ollama,cuda_v13" and c["driver"] == "13.0"
+    assert not is_gpu(serve(p, {"VGPU_SIM_DRIVER": "11080"}).log)
+
+
+def test_discovery_timeout(prefix_factory):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    t0 = time.time()
+    r = serve(p, {"VGPU_SIM_INIT_DELAY_MS": "5000", "OLLAMA_SIM_DISCOVERY_TIMEOUT": "0.5"})
+    assert time.time() - t0 < 4
+    fails = lines_with(r.log, "failure during GPU discovery")
+    assert len(fails) == 2
+    assert_line(fails[0], 'time=X level=INFO source=X msg="failure during GPU discovery" '
+                          'OLLAMA_LIBRARY_PATH="[%s %s/cuda_v12]" extra_envs=map[] '
+                          'error="failed to finish discovery before timeout"' % (libdir(p), libdir(p)))
+    assert not is_gpu(r.log)
+    assert msgs(r.log).index("failure during GPU discovery") < msgs(r.log).index("inference compute")
+
+
+def test_discovery_timeout_v030(prefix_factory):
+    p = prefix_factory("0.30.1")
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"VGPU_SIM_INIT_DELAY_MS": "5000", "OLLAMA_SIM_DISCOVERY_TIMEOUT": "0.5"})
+    assert lines_with(r.log, "failure during llama-server GPU discovery")
+    assert not is_gpu(r.log)
+
+
+def test_runner_env_order_real_driver_shadows(prefix_factory):
+    """runners get LD_LIBRARY_PATH=lib/ollama:lib/ollama/cuda_vNN:<inherited>: a real
+    driver in lib/ollama wins over the shim in cuda_v12 (DRIVER_SHADOW)"""
+    p = prefix_factory()
+    link(bad(BUILD, "libcuda.so.535.104.05"), libdir(p))
+    link(shim(BUILD), os.path.join(libdir(p), "cuda_v12"))
+    assert not is_gpu(serve(p).log)
+    os.unlink(os.path.join(libdir(p), "libcuda.so.1"))
+    assert is_gpu(serve(p).log)
+
+
+def test_library_path_strategy(prefix_factory):
+    p = prefix_factory()
+    vg = os.path.join(p, "opt-vgpu-lib")
+    os.mkdir(vg)
+    link(shim(BUILD), vg)
+    env = {"LD_LIBRARY_PATH": "%s:%s/cuda_v12:%s" % (vg, libdir(p), libdir(p)),
+           "OLLAMA_LIBRARY_PATH": "%s:%s/cuda_v12:%s" % (vg, libdir(p), libdir(p)),
+           "OLLAMA_LLM_LIBRARY": "cuda_v12"}
+    r = serve(p, env)
+    assert is_gpu(r.log)
+    assert not is_gpu(serve(p, {"OLLAMA_LLM_LIBRARY": "cuda_v12"}).log)
+
+
+def test_runner_sees_service_environment(prefix_factory):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    r = serve(p, {"VGPU_SIM_NAME": "vL4 from the unit"})
+    assert dict(compute_lines(r.log)[0])["description"] == "vL4 from the unit"
+
+
+def test_upgrade_drops_links(sim, prefix_factory):
+    """the new release has other cuda dirs and no links: back to CPU"""
+    p = prefix_factory("0.5.7")
+    for d in ("cuda_v11", "cuda_v12"):
+        link(shim(sim), os.path.join(libdir(p), d))
+    assert is_gpu(serve(p).log)
+    shutil.rmtree(libdir(p))
+    extract(os.path.join(sim, "ollama-0.13.5-linux-amd64.tgz"), p)
+    assert sorted(os.listdir(libdir(p))) == ["cuda_v12", "cuda_v13", "libggml-base.so", "libggml-cpu-x64.so",
+                                             "vulkan"]
+    assert not is_gpu(serve(p).log)
+
+
+# ---------------------------------------------------------------------------
+# HTTP API and CLI
+# ---------------------------------------------------------------------------
+
+
+def api_session(port):
+    out = {"root": get(port, "/"), "version": get(port, "/api/version"), "tags": get(port, "/api/tags")}
+    out["gen"] = post(port, "/api/generate", {"model": "llama3.2", "prompt": "hi", "stream": False})
+    out["ps"] = get(port, "/api/ps")
+    return out
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_http_api(prefix_factory, gpu):
+    p = prefix_factory()
+    if gpu:
+        link(shim(BUILD), libdir(p))
+    r = serve(p, during=api_session)
+    assert r.rc == 0
+    res = r.result
+    assert res["root"] == (200, "Ollama is running")
+    assert json.loads(res["version"][1]) == {"version": "0.13.5"}
+    assert json.loads(res["tags"][1]) == {"models": []}
+    gen = json.loads(res["gen"][1])
+    assert gen["done"] is True and gen["done_reason"] == "stop" and gen["response"]
+    assert gen["model"] == "llama3.2:latest"
+    models = json.loads(res["ps"][1])["models"]
+    assert len(models) == 1
+    m = models[0]
+    assert set(m) >= {"name", "model", "size", "size_vram", "digest", "details", "expires_at"}
+    assert (m["size_vram"] > 0) == gpu and (m["size_vram"] == 0) == (not gpu)
+    assert "offloaded %d/29 layers to GPU" % (29 if gpu else 0) in msgs(r.log)
+    gin = [line for line in r.out.splitlines() if line.startswith("[GIN]")]
+    assert len(gin) == 6  # serve() polled /api/version once
+    assert re.match(r'^\[GIN\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d \| 200 \| +\S+ \|       127\.0\.0\.1 \| '
+                    r'GET      "/api/version"$', gin[0]), gin[0]
+    assert gin[4].endswith('| POST     "/api/generate"')
+
+
+def test_cli_version_and_ps(prefix_factory):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    exe = os.path.join(p, "bin", "ollama")
+
+    def cli(port):
+        env = {"OLLAMA_HOST": "127.0.0.1:%d" % port, "PATH": "/usr/bin:/bin"}
+        run = subprocess.run([exe, "run", "llama3.2", "hello"], env=env, stdout=subprocess.PIPE,
+                             universal_newlines=True)
+        ps = subprocess.run([exe, "ps"], env=env, stdout=subprocess.PIPE, universal_newlines=True)
+        v = subprocess.run([exe, "-v"], env=env, stdout=subprocess.PIPE, universal_newlines=True)
+        return run.stdout, ps.stdout, v.stdout
+
+    r = serve(p, during=cli)
+    run_out, ps_out, v_out = r.result
+    assert "simulated vGPU" in run_out
+    assert ps_out.splitlines()[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    assert "100% GPU" in ps_out.splitlines()[1]
+    assert v_out == "ollama version is 0.13.5\n"
+    down = subprocess.run([exe, "--version"], env={"OLLAMA_HOST": "127.0.0.1:%d" % free_port()},
+                          stdout=subprocess.PIPE, universal_newlines=True)
+    assert down.stdout == ("Warning: could not connect to a running Ollama instance\n"
+                           "Warning: client version is 0.13.5\n")
+
+
+def test_sigterm_exits_zero_during_discovery(prefix_factory):
+    p = prefix_factory()
+    link(shim(BUILD), libdir(p))
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(p, "bin", "ollama"), "serve"], stderr=subprocess.PIPE,
+                            env={"OLLAMA_HOST": "127.0.0.1:%d" % port, "VGPU_SIM_INIT_DELAY_MS": "5000",
+                                 "OLLAMA_MODELS": os.path.join(p, "m"), "PATH": "/usr/bin:/bin"})
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    proc.stderr.close()
+
+
+def test_port_in_use(prefix_factory):
+    p = prefix_factory()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        r = subprocess.run([os.path.join(p, "bin", "ollama"), "serve"], stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=10,
+                           env={"OLLAMA_HOST": "127.0.0.1:%d" % port, "PATH": "/usr/bin:/bin"})
+    finally:
+        s.close()
+    assert r.returncode == 1
+    assert r.stderr == "Error: listen tcp 127.0.0.1:%d: bind: address already in use\n" % port
+
+
+# ---------------------------------------------------------------------------
+# installer (in a temp root: OLLAMA_SIM_ROOT)
+# ---------------------------------------------------------------------------
+
+UNIT = """[Unit]
+Description=Ollama Service
+After=network-online.target
+
+[Service]
+ExecStart=/usr/local/bin/ollama serve
+User=ollama
+Group=ollama
+Restart=always
+RestartSec=3
+Environment="PATH=%s"
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def test_install_and_upgrade_in_temp_root(sim, tmp_path):
+    root = str(tmp_path / "root")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "OLLAMA_SIM_ROOT": root}
+
+    def inst(version):
+        r = subprocess.run(["sh", os.path.join(sim, "install.sh"),
+                            os.path.join(sim, "ollama-%s-linux-amd64.tgz" % version)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        assert r.returncode == 0, r.stdout
+        return r.stdout
+
+    inst("0.5.7")
+    lib = os.path.join(root, "usr/local/lib/ollama")
+    assert sorted(d for d in os.listdir(lib) if d.startswith("cuda")) == ["cuda_v11", "cuda_v12"]
+    os.symlink("/usr/lib64/libvgpu-cuda.so", os.path.join(lib, "cuda_v12", "libcuda.so.1"))
+    dropin = os.path.join(root, "etc/systemd/system/ollama.service.d")
+    os.makedirs(dropin)
+    with open(os.path.join(dropin, "vgpu.conf"), "w") as f:
+        f.write('[Service]\nEnvironment="LD_PRELOAD=/usr/lib64/libvgpu-cuda.so"\n')
+    with open(os.path.join(root, "etc/systemd/system/ollama.service"), "a") as f:
+        f.write("# local edit\n")
+    out = inst("0.13.5")
+    assert "Cleaning up old version" in out
+    assert sorted(os.listdir(lib)) == ["cuda_v12", "cuda_v13", "libggml-base.so", "libggml-cpu-x64.so", "vulkan"]
+    assert not os.path.lexists(os.path.join(lib, "cuda_v12", "libcuda.so.1"))
+    with open(os.path.join(root, "etc/systemd/system/ollama.service")) as f:
+        assert f.read() == UNIT % env["PATH"]
+    with open(os.path.join(dropin, "vgpu.conf")) as f:
+        assert "LD_PRELOAD" in f.read()
+    exe = os.path.join(root, "usr/local/bin/ollama")
+    assert os.stat(exe).st_mode & stat.S_IXUSR
+    v = subprocess.run([exe, "-v"], stdout=subprocess.PIPE, universal_newlines=True,
+                       env={"OLLAMA_HOST": "127.0.0.1:%d" % free_port()})
+    assert "client version is 0.13.5" in v.stdout
+    up = subprocess.run([os.path.join(sim, "ollama-sim-upgrade"), "0.30.1"], env=env,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert up.returncode == 0, up.stdout
+    with open(exe) as f:
+        assert 'VERSION = "0.30.1"' in f.read()
+
+
+# ---------------------------------------------------------------------------
+# Go formatting helpers of the simulator itself
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simmod():
+    spec = importlib.util.spec_from_file_location("ollama_sim", os.path.join(SIMSRC, "ollama", "ollama.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_go_formatting(simmod):
+    m = simmod
+    assert m.human_bytes2(0) == "0 B"
+    assert m.human_bytes2(512 << 20) == "512.0 MiB"
+    assert m.human_bytes2(81559 << 20) == "79.6 GiB"
+    assert m.human_bytes2(20 << 30) == "20.0 GiB"
+    assert m.slog_str("") == '""' and m.slog_str("a b") == '"a b"' and m.slog_str("x=y") == '"x=y"'
+    assert m.slog_str("plain") == "plain" and m.slog_str('q"') == '"q\\""' and m.slog_str("a\nb") == '"a\\nb"'
+    assert m.slog_str({"b": "", "a": 1}) == '"map[a:1 b:]"'
+    assert m.slog_str({}) == "map[]"
+    assert m.slog_str(["/a", "/b"]) == '"[/a /b]"'
+    assert m.go_duration(1234567) == "1.234567ms" and m.go_duration(1500) == "1.5\u00b5s"
+    assert m.go_duration(61500000000) == "1m1.5s" and m.go_duration(300 * 10 ** 9) == "5m0s"
+    assert m.go_duration(7200 * 10 ** 9) == "2h0m0s"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$", m.slog_time())
+
+
+@pytest.mark.parametrize("version,era", [("0.1.35", "v0.3"), ("0.3.7", "v0.3"), ("0.3.8", "variant"),
+                                         ("0.12.3", "variant"), ("0.12.4", "v0.12"), ("0.29.9", "v0.12"),
+                                         ("0.30.0", "v0.30"), ("0.33.0-rc1", "v0.30")])
+def test_eras(simmod, version, era):
+    assert simmod.era_of(version) == era
+
+
+def test_host_parsing(simmod, monkeypatch):
+    cases = {"": ("http", "127.0.0.1", 11434), "0.0.0.0": ("http", "0.0.0.0", 11434),
+             ":8080": ("http", "", 8080), "http://10.0.0.1:9000": ("http", "10.0.0.1", 9000),
+             "https://example.org": ("https", "example.org", 443), "[::1]:1234": ("http", "::1", 1234)}
+    for value, want in cases.items():
+        monkeypatch.setenv("OLLAMA_HOST", value)
+        assert simmod.parse_host()[:3] == want, value
