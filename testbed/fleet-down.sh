@@ -3,7 +3,8 @@
 # remove their network namespaces, veths and, when no host is left, the bridge.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/.." && pwd)
-fleet=${VGPU_BUILD_DIR:-$top/.build}/fleet
+fname=${FLEET_NAME:-sim}
+fleet=${VGPU_BUILD_DIR:-$top/.build}/fleet-$fname
 [ -d "$fleet" ] || exit 0
 for pidf in "$fleet"/*.pid; do
   [ -e "$pidf" ] || continue
@@ -23,6 +24,6 @@ for pidf in "$fleet"/*.pid; do
   ip link del "v-$name" 2>/dev/null || true
   rm -f "$pidf" "$fleet/$name.hostname" "$fleet/$name.hosts"
 done
-ip link show br-vgpu >/dev/null 2>&1 && ip link del br-vgpu
-rm -f "$top/inventories/sim/hosts.ini"
+ip link show "br-vgpu-$fname" >/dev/null 2>&1 && ip link del "br-vgpu-$fname"
+rm -f "$top/inventories/$fname/hosts.ini"
 exit 0

@@ -75,7 +75,8 @@ def is_tmpfs(path):
 
 def main():
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    fleet = os.path.join(os.environ.get('VGPU_BUILD_DIR', os.path.join(top, '.build')), 'fleet')
+    fleet = os.path.join(os.environ.get('VGPU_BUILD_DIR', os.path.join(top, '.build')),
+                         'fleet-' + os.environ.get('FLEET_NAME', 'sim'))
     kids = children_map()
     hosts = []
     for pidfile in sorted(glob.glob(os.path.join(fleet, '*.pid'))):
