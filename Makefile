@@ -47,5 +47,5 @@ bench: fleet
 	bench/run
 
 clean: fleet-down
-	-podman rm -f $$(podman ps -aq --filter label=vgpu-testbed) 2>/dev/null
+	-podman rm -f $$(podman ps -aq --filter label=owner=molecule) 2>/dev/null
 	rm -rf .build
