@@ -358,7 +358,11 @@ def main():
         errors.append('ollama_lib_dir must be an absolute path, got %r' % p['ollama_lib_dir'])
     if not errors and p['state'] == 'present':
         tinfo = describe(target)
-        if tinfo['kind'] == 'missing':
+        if tinfo['kind'] == 'missing' and module.check_mode:
+            # --check on a fresh host: the shim task before this one only said it would install it
+            module.warn('target %s does not exist yet; the links are planned anyway (check mode). A real run '
+                        'fails unless an earlier task installs it.' % target)
+        elif tinfo['kind'] == 'missing':
             errors.append('target %s does not exist; install the shim first (vgpu_shim)' % target)
         elif tinfo['kind'] == 'symlink':
             errors.append('target %s is a symlink (-> %s); point the links at the installed shim file itself'

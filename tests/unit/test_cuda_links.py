@@ -344,3 +344,16 @@ def test_atomic_symlink_refuses_directory(tmp_path):
     with pytest.raises(OSError):
         vgpu_fs.atomic_symlink('/x', str(d))
     assert d.is_dir()
+
+
+def test_check_mode_plans_links_to_a_shim_not_installed_yet(capsys, host):
+    # site.yml --check on a fresh host: the shim task only *planned* the install
+    target = os.path.join(host.lib64, 'libvgpu-cuda-new.so')
+    before = tree_state(host.root)
+    res = links(capsys, host, check=True, target=target)
+    assert not res.get('failed'), res
+    assert res['changed'] and all(it['after'] == target for it in res['links'] if it['action'] == 'created')
+    assert any('does not exist yet' in w for w in res['warnings'])
+    assert tree_state(host.root) == before
+    # the real run still refuses it
+    refused(capsys, host, 'does not exist', target=target)

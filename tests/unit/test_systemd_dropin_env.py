@@ -471,3 +471,15 @@ def test_atomic_write_never_follows_symlink(safe_tmp):
     os.mkdir(d)
     with pytest.raises(OSError):
         vgpu_fs.atomic_write(d, b'x')
+
+
+def test_check_mode_tolerates_a_preload_library_not_installed_yet(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    missing = os.path.join(host.lib64, 'libvgpu-new.so')
+    before = tree_state(host.root)
+    res = run(capsys, host, check=True, preload=[missing])
+    assert not res.get('failed'), res
+    assert res['changed'] and missing in res['diff']['after']
+    assert any('does not exist yet' in w for w in res['warnings'])
+    assert tree_state(host.root) == before
+    refused(capsys, host, monkeypatch, 'PRELOAD_MISSING_FILE', preload=[missing])
