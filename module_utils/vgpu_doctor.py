@@ -1,0 +1,1959 @@
+# -*- coding: utf-8 -*-
+# Evidence gathering and one check per failure code for the vgpu_doctor module (target side, Python 3.8+ stdlib).
+"""Why does Ollama run on the CPU? Collect read-only evidence on a guest, then judge it code by code.
+
+Two halves:
+
+* ``gather(params, paths, probe)`` reads the host: link states, the shims' ELF, the unit's files and
+  ``systemctl show`` properties, the running processes (``/proc``), ``/etc/ld.so.preload``, the loader
+  cache, PCI devices, snap, the current start's log verdict. It never writes; the only commands it runs
+  go through ``probe`` (``systemctl show``, ``journalctl``, ``ldconfig -p``, ``rpm -qf``, ``ld.so --help``
+  and a load test of a shim as the service user).
+* ``check_<code>(facts)`` - one pure function per code of DESIGN.md section 3 - turns facts into findings;
+  ``diagnose(facts)`` runs them all and orders the result (``PRIORITY``).
+
+``SystemPaths(root)`` puts the fixed system locations (``/etc``, ``/proc``, ``/sys``, ``/snap``, unit and
+loader dirs) under a prefix so tests can build a fake host in a temporary directory; paths given as
+parameters or written in files (LD_PRELOAD, link targets) are used as written.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import glob
+import os
+import pwd
+import re
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+from ansible.module_utils.vgpu_elf import (
+    EM_AARCH64, EM_X86_64, REQUIRED_SYMBOLS, STB_WEAK, ElfError, host_machine, read_elf, shim_problems,
+)
+from ansible.module_utils.vgpu_fs import (
+    DPKG_INFO_DIR, describe, looks_like_nvidia_driver, normalize_sha256, readable_by, resolve_gid, sha256_file,
+    unsafe_path_components, user_ids,
+)
+from ansible.module_utils.vgpu_systemd import (
+    CONFLICT_VARIABLES, UNIT_DIRS, dropin_files, effective_environment, environment_of_text, find_conflicts,
+    find_unit_file, log_sink, parse_show_environment, parse_systemd_timestamp, parse_unit_text, read_proc_environ,
+    try_systemctl_show, unit_files_setting,
+)
+from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
+
+# ------------------------------------------------------------------------------------------ codes and actions
+
+# Explicit priority, most likely root cause first. A finding's place is (severity, priority): every error
+# comes before every warning, and among errors the earlier code here is the more basic cause - one that
+# would make the later ones moot or that remediation must fix first. The evidence moves findings between
+# severities (a missing link is only a warning when the runner still resolves libcuda.so.1 to the shim;
+# a log-only finding is a warning when the same start found a GPU), so the order follows the evidence.
+PRIORITY = (
+    'NO_DEVICE',                  # nothing any guest-side fix can do
+    'SNAP_OLLAMA',                # a different install; none of the paths below apply
+    'GLOBAL_PRELOAD',             # affects every process on the host: remove before anything else
+    'DRIVER_SHADOW',              # a real driver is loaded instead of the shim
+    'SHIM_BAD',                   # the shim itself is unusable
+    'SHIM_UNREADABLE',            # the shim cannot be opened by the service user
+    'SHIM_UNDEFINED_SYMBOL',      # the shim cannot be loaded (unresolved symbols)
+    'PRELOAD_MISSING_FILE',       # LD_PRELOAD names nothing
+    'PRELOAD_INTERPOSES_LOADER',  # the preloaded shim hijacks the runner's loading
+    'PRELOAD_CONFLICT',           # another drop-in overrides ours
+    'LLM_LIBRARY_MISMATCH',       # Ollama skips every GPU backend
+    'VISIBLE_DEVICES',            # the device is hidden
+    'SANDBOX',                    # device nodes or /sys hidden from the service
+    'LINK_MISSING',               # the runner cannot find libcuda.so.1
+    'LINK_WRONG',                 # the runner finds another libcuda.so.1
+    'PRELOAD_NOT_APPLIED',        # everything is right on disk, the process predates it
+    'PRELOAD_HIJACK_RISK',        # security, not the cause of CPU mode
+    'DISCOVERY_TIMEOUT',          # symptom; explained by any of the above when present
+)
+
+CODES = {
+    'LINK_MISSING': 'a managed libcuda.so.1 / libnvidia-ml.so.1 link is absent (typically after an Ollama upgrade)',
+    'LINK_WRONG': 'a managed link points elsewhere, dangles, or is a regular-file copy; or an unmanaged '
+                  'libcuda.so.1 that is not the shim is found first by a runner',
+    'SHIM_BAD': 'the shim is missing, not an ELF64 shared object for this machine, truncated, has the wrong '
+                'checksum, or lacks required exports',
+    'SHIM_UNREADABLE': 'the service user cannot read the shim or search one of its parent directories',
+    'SHIM_UNDEFINED_SYMBOL': 'the shim needs a symbol nothing provides (an NVML shim built against the CUDA shim)',
+    'PRELOAD_NOT_APPLIED': 'the unit lacks the strategy\'s LD_PRELOAD / LD_LIBRARY_PATH, or the running process '
+                           'does not have the unit\'s environment (drop-in changed without a restart)',
+    'PRELOAD_MISSING_FILE': 'LD_PRELOAD names a file that does not exist ("cannot be preloaded")',
+    'PRELOAD_CONFLICT': 'another drop-in or the unit file sets LD_PRELOAD / LD_LIBRARY_PATH / '
+                        'CUDA_VISIBLE_DEVICES / OLLAMA_LLM_LIBRARY',
+    'PRELOAD_HIJACK_RISK': 'a shim, a preloaded library or a library directory the service searches is '
+                           'writable by a non-root user',
+    'GLOBAL_PRELOAD': '/etc/ld.so.preload loads a vGPU shim into every process',
+    'PRELOAD_INTERPOSES_LOADER': 'a preloaded shim exports libc/loader functions (dlopen, dlsym, open, stat...)',
+    'DRIVER_SHADOW': 'a real NVIDIA driver library is on the loader path (resolves first: error; present: warning)',
+    'LLM_LIBRARY_MISMATCH': 'OLLAMA_LLM_LIBRARY names no existing backend directory, or forces the CPU',
+    'VISIBLE_DEVICES': 'CUDA_VISIBLE_DEVICES is set for the service (hides the device when empty/invalid)',
+    'SANDBOX': 'the unit has PrivateDevices=yes (error) or ProtectKernelTunables=yes (warning)',
+    'SNAP_OLLAMA': 'a snap-packaged Ollama is installed',
+    'DISCOVERY_TIMEOUT': 'the current start logged "failure during GPU discovery ... failed to finish discovery '
+                         'before timeout"',
+    'NO_DEVICE': 'no PCI device with vendor 0x10de is visible in the guest',
+}
+
+# fix.action keys: what remediate.yml may do for a finding (machine-readable), and what each means.
+ACTIONS = {
+    'relink': 'run cuda_links for fix.target with fix.names (fix.paths are the bad ones); '
+              'fix.replace_files says a regular-file copy must be replaced',
+    'reinstall_shim': 'install the shim artifact again at fix.path (vgpu_shim, kind fix.kind), checking '
+                      'fix.expected_sha256 when set',
+    'fix_shim_mode': 'chown root:root and chmod 0755 each of fix.paths (files and directories): readable and '
+                     'searchable by everyone, writable by root only',
+    'rewrite_dropin': 'render our drop-in fix.path again from the inventory (systemd_dropin_env), '
+                      'daemon-reload, restart the unit',
+    'move_conflicting_dropin': 'move the drop-in fix.path out of the unit\'s .d directory (keep it as a backup), '
+                               'daemon-reload, restart',
+    'unset_env': 'stop the service from getting fix.variable: add UnsetEnvironment=<variable> to our drop-in '
+                 '(or remove the assignment from fix.path), daemon-reload, restart',
+    'override_sandbox': 'write fix.settings (e.g. PrivateDevices=no) into our drop-in, daemon-reload, restart',
+    'remove_global_preload': 'remove fix.entries from fix.path (/etc/ld.so.preload); delete the file when '
+                             'nothing is left',
+    'switch_strategy': 'redeploy with vgpu_strategy=fix.strategy (library_path: no LD_PRELOAD)',
+    'restart': 'restart the unit (daemon-reload first when fix.daemon_reload)',
+    'manual': 'nothing automatic: fix_text says what a person must do',
+}
+
+SEVERITIES = ('error', 'warning', 'info')
+_SEVERITY_RANK = dict((s, i) for i, s in enumerate(SEVERITIES))
+
+# Variables whose running value must equal the unit's (PRELOAD_NOT_APPLIED).
+PROCESS_VARIABLES = ('LD_PRELOAD', 'LD_LIBRARY_PATH', 'OLLAMA_LIBRARY_PATH', 'OLLAMA_LLM_LIBRARY',
+                     'CUDA_VISIBLE_DEVICES')
+# Variables that change which files the runner loads (PRELOAD_CONFLICT is an error for these).
+LOADER_VARIABLES = ('LD_PRELOAD', 'LD_LIBRARY_PATH')
+SANDBOX_SETTINGS = ('PrivateDevices', 'ProtectKernelTunables')
+
+UNIT_PROPERTIES = ('Id', 'LoadState', 'ActiveState', 'SubState', 'MainPID', 'InvocationID', 'User', 'Group',
+                   'SupplementaryGroups', 'DynamicUser', 'Environment', 'PrivateDevices', 'ProtectKernelTunables',
+                   'FragmentPath', 'DropInPaths', 'StandardOutput', 'StandardError', 'ExecMainStartTimestamp',
+                   'NeedDaemonReload', 'ExecStart')
+
+DEFAULT_SHIM = {'preload': '/usr/lib64/libvgpu-cuda.so', 'library_path': '/opt/vgpu/lib/libvgpu-cuda.so'}
+NVIDIA_PCI_VENDOR = '0x10de'
+LOAD_TEST_TIMEOUT = 1.0  # seconds per load test (at most one per shim), less when the budget is spent
+TIME_BUDGET = 2.7        # the doctor's own seconds (log_timeout > 0 adds its wait)
+LOG_DRAIN = 1.0          # seconds a non-following log read may take after its deadline
+JOURNAL_READ_LIMIT = 1.5  # seconds for `journalctl` (no --follow) to print the current invocation
+MAX_PROCESSES = 64       # runner processes looked at
+
+_TRUE = ('yes', 'true', 'on', '1')
+
+
+def is_true(value):
+    return (value or '').strip().lower() in _TRUE
+
+
+# ------------------------------------------------------------------------------------------ paths and probe
+
+class SystemPaths(object):
+    """Fixed system locations, all under ``root`` (``/`` on a real host; a temporary tree in tests)."""
+
+    def __init__(self, root='/'):
+        self.root = os.path.normpath(root or '/')
+
+    def join(self, path):
+        if self.root == '/':
+            return path
+        return os.path.join(self.root, path.lstrip('/'))
+
+    @property
+    def ld_so_preload(self):
+        return self.join('/etc/ld.so.preload')
+
+    @property
+    def ld_so_cache(self):
+        return self.join('/etc/ld.so.cache')
+
+    @property
+    def proc(self):
+        return self.join('/proc')
+
+    @property
+    def pci_devices(self):
+        return self.join('/sys/bus/pci/devices')
+
+    @property
+    def snap_dirs(self):
+        return [self.join('/snap/ollama'), self.join('/var/lib/snapd/snap/ollama')]
+
+    @property
+    def unit_dirs(self):
+        return [self.join(d) for d in UNIT_DIRS]
+
+    @property
+    def systemd_dir(self):
+        return self.join('/etc/systemd/system')
+
+    @property
+    def dpkg_info_dir(self):
+        return self.join(DPKG_INFO_DIR)
+
+
+class Probe(object):
+    """The doctor's only ways to ask the host something beyond reading files. Tests replace it.
+
+    ``show(unit, props)`` -> (dict, None) or (None, reason); ``run(argv, env, timeout)`` -> (rc, out, err);
+    ``which(name)`` -> path or None; ``log_source(kind, argv_or_path)`` -> a log source for follow_log."""
+
+    def __init__(self, module=None):
+        self.module = module
+
+    def which(self, name):
+        if self.module is not None:
+            return self.module.get_bin_path(name, required=False)
+        for d in ('/usr/bin', '/usr/sbin', '/bin', '/sbin'):
+            p = os.path.join(d, name)
+            if os.access(p, os.X_OK):
+                return p
+        return None
+
+    def show(self, unit, properties):
+        if self.module is None:
+            return None, 'no module'
+        return try_systemctl_show(self.module, unit, properties)
+
+    def run(self, argv, env=None, timeout=2.0):
+        """Run a read-only command with a clean environment (env replaces it) and a time limit."""
+        try:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env if env is not None else {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL': 'C'},
+                               timeout=timeout, close_fds=True)
+        except subprocess.TimeoutExpired:
+            return 124, '', 'timed out after %ss' % timeout
+        except OSError as e:
+            return 127, '', str(e)
+        return p.returncode, p.stdout.decode('utf-8', 'replace'), p.stderr.decode('utf-8', 'replace')
+
+    def log_source(self, kind, what):
+        if kind == 'file':
+            return FileSource(what)
+        return CommandSource(what, env={'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL': 'C'})
+
+
+# ------------------------------------------------------------------------------------------ small helpers
+
+_ELF_CACHE = {}
+
+
+def read_elf_cached(path):
+    """read_elf() once per file version: libc.so.6 is met several times per run (keyed by inode, size and
+    mtime, so a replaced file is read again)."""
+    try:
+        st = os.stat(path)
+        key = (realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return read_elf(path)   # raises the ElfError with the reason
+    if key not in _ELF_CACHE:
+        if len(_ELF_CACHE) > 64:
+            _ELF_CACHE.clear()
+        try:
+            _ELF_CACHE[key] = read_elf(path)
+        except ElfError as e:
+            _ELF_CACHE[key] = e
+    found = _ELF_CACHE[key]
+    if isinstance(found, ElfError):
+        raise found
+    return found
+
+
+def realpath(path):
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
+
+
+def split_preload(value):
+    """LD_PRELOAD / ld.so.preload entries: glibc separates them by ':' and blanks."""
+    return [w for w in re.split(r'[:\s]+', value or '') if w]
+
+
+def split_path_list(value):
+    """LD_LIBRARY_PATH entries ('' entries mean the current directory to glibc; not a place we judge)."""
+    return [w for w in re.split(r'[:;]', value or '') if w]
+
+
+def _read_small(path, limit=65536):
+    try:
+        with open(path, 'rb') as f:
+            return f.read(limit).decode('utf-8', 'replace')
+    except (IOError, OSError):
+        return None
+
+
+def _same_file(a, b):
+    if not a or not b:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return realpath(a) == realpath(b)
+
+
+def _sha(path):
+    try:
+        return sha256_file(path)
+    except (IOError, OSError):
+        return None
+
+
+def cuda_dirs(ollama_lib_dir):
+    """Existing <ollama_lib_dir>/cuda_v* directories, sorted (each is one runner's backend dir)."""
+    if not os.path.isdir(ollama_lib_dir):
+        return []
+    found = [d for d in glob.glob(os.path.join(glob.escape(ollama_lib_dir), 'cuda_v*')) if os.path.isdir(d)]
+    return sorted(os.path.normpath(d) for d in found)
+
+
+def default_link_dirs(strategy, shim, ollama_lib_dir):
+    """The directories the vgpu_links role manages for this strategy (DESIGN section 2)."""
+    shim_dir = os.path.dirname(shim)
+    if strategy == 'library_path':
+        return [shim_dir]
+    return [shim_dir, '/usr/local/lib', ollama_lib_dir, os.path.join(ollama_lib_dir, 'cuda_v12'),
+            os.path.join(ollama_lib_dir, 'cuda_v13')]
+
+
+def managed_link_dirs(p):
+    """link_dirs (or the strategy's default) plus, for preload, every existing cuda_v* dir; de-duplicated."""
+    dirs = list(p['link_dirs']) if p.get('link_dirs') else default_link_dirs(p['strategy'], p['shim'],
+                                                                              p['ollama_lib_dir'])
+    if p['strategy'] == 'preload':
+        dirs += cuda_dirs(p['ollama_lib_dir'])
+    out = []
+    for d in dirs:
+        d = os.path.normpath(d)
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def link_targets(p):
+    """[(link name, shim path, kind)] the links must point at."""
+    names = list(p.get('link_names') or [])
+    if not names:
+        names = ['libcuda.so.1'] + (['libnvidia-ml.so.1'] if p.get('nvml_shim') else [])
+    out = []
+    for n in names:
+        if 'nvidia-ml' in n:
+            if p.get('nvml_shim'):
+                out.append((n, p['nvml_shim'], 'nvml'))
+        else:
+            out.append((n, p['shim'], 'cuda'))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ loader emulation
+
+_CACHE_OLD = b'ld.so-1.7.0'
+_CACHE_NEW = b'glibc-ld.so.cache1.1'
+_FLAG_TYPE_MASK, _FLAG_ELF_LIBC6, _FLAG_REQUIRED_MASK = 0x00ff, 0x0003, 0xff00
+_CACHE_ARCH_FLAGS = {EM_X86_64: 0x0300, EM_AARCH64: 0x0a00}
+
+
+def parse_ld_so_cache(data, machine=None):
+    """{name: [path, ...]} from the bytes of /etc/ld.so.cache, entries for this machine in cache order.
+
+    Understands the new format (glibc >= 2.32 writes only that) and the old one, alone or followed by the
+    new one. Raises ValueError on anything else."""
+    def entries_new(base):
+        if len(data) < base + 48:
+            raise ValueError('ld.so.cache is truncated')
+        endian = '>' if bytearray(data[base + 28:base + 29])[0] == 3 else '<'
+        nlibs, _len_strings = struct.unpack_from(endian + 'II', data, base + 20)
+        if base + 48 + nlibs * 24 > len(data):
+            raise ValueError('ld.so.cache is truncated (%d entries)' % nlibs)
+        for i in range(nlibs):
+            flags, key, value, _osv, hwcap = struct.unpack_from(endian + 'iIIIQ', data, base + 48 + i * 24)
+            yield flags, _cstr(base + key), _cstr(base + value), hwcap
+
+    def _cstr(off):
+        end = data.find(b'\0', off)
+        if off >= len(data) or end < 0:
+            raise ValueError('ld.so.cache string offset %d out of range' % off)
+        return data[off:end].decode('utf-8', 'surrogateescape')
+
+    if data.startswith(_CACHE_NEW):
+        rows = list(entries_new(0))
+    elif data.startswith(_CACHE_OLD):
+        (nlibs,) = struct.unpack_from('<I', data, 12)
+        strings = 16 + nlibs * 12
+        new_at = (strings + 7) & ~7
+        if data[new_at:new_at + len(_CACHE_NEW)] == _CACHE_NEW:
+            rows = list(entries_new(new_at))
+        else:
+            rows = []
+            for i in range(nlibs):
+                flags, key, value = struct.unpack_from('<iII', data, 16 + i * 12)
+                rows.append((flags, _cstr(strings + key), _cstr(strings + value), 0))
+    else:
+        raise ValueError('not an ld.so.cache file (unknown magic)')
+    want = _CACHE_ARCH_FLAGS.get(machine)
+    out = {}
+    for flags, name, path, _hwcap in rows:
+        if flags & _FLAG_TYPE_MASK != _FLAG_ELF_LIBC6:
+            continue
+        if want is not None and flags & _FLAG_REQUIRED_MASK != want:
+            continue
+        out.setdefault(name, []).append(path)
+    return out
+
+
+_LDCONFIG_P_RE = re.compile(r'^\s*(\S+)\s+\(([^)]*)\)(?:\s+OS ABI:[^=]*)?\s+=>\s+(\S.*)$')
+
+
+def parse_ldconfig_p(text, machine=None):
+    """{name: [path]} from `ldconfig -p` output (the fallback when the cache file cannot be parsed)."""
+    arch = {EM_X86_64: 'x86-64', EM_AARCH64: 'AArch64'}.get(machine)
+    out = {}
+    for line in (text or '').splitlines():
+        m = _LDCONFIG_P_RE.match(line)
+        if not m:
+            continue
+        tags = [t.strip() for t in m.group(2).split(',')]
+        if 'libc6' not in tags or (arch and arch not in tags):
+            continue
+        out.setdefault(m.group(1), []).append(m.group(3).strip())
+    return out
+
+
+def system_search_dirs(paths, probe, machine):
+    """The loader's built-in directories: from `ld.so --help` on a real host (glibc >= 2.33), else the
+    distribution layout (Debian multiarch dirs, or /lib64 + /usr/lib64)."""
+    if paths.root == '/' and machine == EM_X86_64:
+        for interp in ('/lib64/ld-linux-x86-64.so.2', '/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2'):
+            if os.path.exists(interp):
+                rc, out, _err = probe.run([interp, '--help'], timeout=1.0)
+                dirs = [line.strip().rsplit(' (', 1)[0] for line in out.splitlines()
+                        if line.strip().endswith('(system search path)')]
+                if rc == 0 and dirs:
+                    return dirs, 'ld.so --help'
+                break
+    triplet = {EM_X86_64: 'x86_64-linux-gnu', EM_AARCH64: 'aarch64-linux-gnu'}.get(machine, 'x86_64-linux-gnu')
+    if os.path.isdir(paths.join('/lib/' + triplet)) or os.path.isdir(paths.join('/usr/lib/' + triplet)):
+        dirs = ['/lib/' + triplet, '/usr/lib/' + triplet, '/lib', '/usr/lib']
+    else:
+        dirs = ['/lib64', '/usr/lib64']
+    return [paths.join(d) for d in dirs], 'distribution layout'
+
+
+def loader_candidate(path, machine, uid=None, gids=None):
+    """How the loader treats path when it meets it in a search: ('skip', reason) to go on searching,
+    ('load', None) when this file is the one, ('fail', reason) when it is the one but cannot load."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if os.path.islink(path):
+            return 'skip', 'dangling symlink (-> %s)' % os.readlink(path)
+        return 'skip', 'missing' if e.errno in (errno.ENOENT, errno.ENOTDIR) else e.strerror
+    if not stat.S_ISREG(st.st_mode):
+        return 'skip', 'not a regular file'
+    if uid is not None:
+        ok, problems = readable_by(path, uid, gids or [])
+        if not ok:
+            return 'skip', 'not readable by the service user (%s)' % '; '.join(problems)
+    try:
+        info = read_elf_cached(path)
+    except ElfError as e:
+        if e.partial is not None and shim_problems(e.partial, (), machine, header_only=True):
+            # glibc skips a file of the wrong class or machine and goes on searching
+            return 'skip', 'wrong ELF class or machine: %s' % '; '.join(shim_problems(e.partial, (), machine, True))
+        return 'fail', str(e)
+    except (IOError, OSError) as e:
+        return 'fail', str(e)
+    bad = shim_problems(info, (), machine, header_only=True)
+    if bad:
+        return 'skip', 'wrong ELF class or machine: %s' % '; '.join(bad)
+    return 'load', None
+
+
+def emulate_loader(name, preloaded, search_path, cache, default_dirs, machine, uid=None, gids=None):
+    """Where the dynamic loader finds DT_NEEDED ``name`` for a runner, in glibc's order:
+    an already loaded object with that SONAME (LD_PRELOAD, /etc/ld.so.preload), LD_LIBRARY_PATH,
+    /etc/ld.so.cache, the built-in directories. (DT_RPATH/DT_RUNPATH of the loading library are not
+    read: Ollama's backends carry none that precede LD_LIBRARY_PATH.)
+
+    preloaded: [{'path', 'soname', 'step'}] objects loaded before; search_path: [dir] (LD_LIBRARY_PATH).
+    Returns {'name', 'path', 'step', 'error', 'skipped': [{'path', 'reason'}]}."""
+    res = {'name': name, 'path': None, 'step': None, 'error': None, 'skipped': []}
+    for obj in preloaded:
+        if obj.get('soname') == name:
+            res.update(path=obj['path'], step='%s (SONAME %s)' % (obj['step'], name))
+            return res
+    steps = [('LD_LIBRARY_PATH', [os.path.join(d, name) for d in search_path]),
+             ('ld.so.cache', list(cache.get(name, []))),
+             ('default dirs', [os.path.join(d, name) for d in default_dirs])]
+    seen = set()
+    for step, candidates in steps:
+        for cand in candidates:
+            if cand in seen:
+                continue
+            seen.add(cand)
+            verdict, reason = loader_candidate(cand, machine, uid, gids)
+            if verdict == 'skip':
+                if reason != 'missing':
+                    res['skipped'].append({'path': cand, 'reason': reason})
+                continue
+            res.update(path=cand, step=step, error=reason if verdict == 'fail' else None)
+            return res
+    return res
+
+
+# ------------------------------------------------------------------------------------------ facts
+
+class Facts(object):
+    """Everything gather() found; checks read it, never the host."""
+
+    def __init__(self, params, paths):
+        self.p = params
+        self.paths = paths
+        self.machine = None
+        self.notes = []
+        self.unit = {}
+        self.unit_env = {}          # the unit's environment at its next start (see _gather_unit)
+        self.unit_env_shown = {}    # as `systemctl show -p Environment` reports it now
+        self.unit_env_files = {}    # merged from the unit file and drop-ins
+        self.env_sources = {}
+        self.dropin_path = None
+        self.dropins = []
+        self.conflicts = []
+        self.running_env = None
+        self.processes = []
+        self.shims = {}
+        self.links = []
+        self.cuda_dirs = []
+        self.cache = {}
+        self.cache_source = None
+        self.default_dirs = []
+        self.preload_objects = []
+        self.preload_entries = []
+        self.resolution = []
+        self.resolution_after_restart = None
+        self.drivers = []
+        self.global_preload = {'path': None, 'exists': False, 'entries': []}
+        self.pci = {'path': None, 'devices': [], 'nvidia': [], 'error': None}
+        self.snap = {'dirs': [], 'units': []}
+        self.log = None
+        self.load_tests = {}
+        self.load_tests_unmatched_log = []
+        self.unsafe = []
+        self.deadline = time.time() + TIME_BUDGET
+
+
+def gather(params, paths, probe, log=True):
+    """Collect the facts for ``params`` (module params, already defaulted). Read-only."""
+    f = Facts(params, paths)
+    f.deadline = time.time() + TIME_BUDGET
+    f.machine = host_machine()
+    _gather_unit(f, probe)
+    if log:
+        _gather_log(f, probe)   # first: the Ollama version decides the runners' search order
+    _gather_processes(f)
+    _gather_shims(f)
+    _gather_links(f)
+    _gather_loader(f, probe)
+    _gather_preload(f)
+    _gather_resolution(f)
+    _gather_drivers(f, probe)
+    _gather_pci(f)
+    _gather_snap(f)
+    _gather_unsafe(f)
+    _gather_load_tests(f, probe)
+    return f
+
+
+def _unit_texts(f):
+    files = ([f.unit['unit_file']] if f.unit.get('unit_file') else []) + list(f.dropins)
+    return [(p, _read_small(p, 1024 * 1024) or '') for p in files]
+
+
+def _setting_sources(f, key, section='Service'):
+    """Files that assign key (in the order systemd applies them), with the value each sets."""
+    out = []
+    for path, text in _unit_texts(f):
+        for sec, k, v in parse_unit_text(text):
+            if sec == section and k == key:
+                out.append({'path': path, 'value': v})
+    return out
+
+
+def _gather_unit(f, probe):
+    p = f.p
+    unit = p['unit']
+    unit_dirs = f.paths.unit_dirs
+    props, err = probe.show(unit, UNIT_PROPERTIES)
+    systemd_up = props is not None and props.get('LoadState') not in (None, '')
+    f.unit = {'name': unit, 'props': props if systemd_up else None, 'systemd_error': None if systemd_up else err,
+              'unit_file': find_unit_file(unit, unit_dirs)}
+    f.dropin_path = os.path.join(f.paths.systemd_dir, unit + '.d', p['dropin'])
+    f.dropins = dropin_files(unit, unit_dirs)
+    f.unit_env_files, f.env_sources = effective_environment(unit, unit_dirs)
+    texts = [t for _p, t in _unit_texts(f)]
+    props = f.unit['props']
+    if props is not None:
+        shown = props.get('Environment') or ''
+        env = parse_show_environment(shown)
+        if '[unprintable]' in shown:
+            merged = dict(f.unit_env_files)
+            merged.update(env)
+            env = merged
+        f.unit_env_shown = env
+        f.unit['load_state'] = props.get('LoadState')
+        f.unit['active_state'] = props.get('ActiveState')
+        f.unit['sub_state'] = props.get('SubState')
+        try:
+            f.unit['main_pid'] = int(props.get('MainPID') or 0)
+        except ValueError:
+            f.unit['main_pid'] = 0
+        f.unit['need_daemon_reload'] = is_true(props.get('NeedDaemonReload'))
+        user = props.get('User') or None
+        group = props.get('Group') or None
+        supplementary = (props.get('SupplementaryGroups') or '').split()
+        dynamic = is_true(props.get('DynamicUser'))
+        sandbox = dict((k, props.get(k) or '') for k in SANDBOX_SETTINGS)
+        f.unit['fragment_path'] = props.get('FragmentPath') or f.unit['unit_file']
+        f.unit['exec_start'] = props.get('ExecStart') or ''
+        f.unit['started'] = parse_systemd_timestamp(props.get('ExecMainStartTimestamp'))
+    else:
+        # systemd not running (container, chroot) or no systemctl: the unit's own files
+        f.unit_env_shown = dict(f.unit_env_files)
+        f.unit.update(load_state='loaded' if f.unit['unit_file'] else 'not-found', active_state='unknown',
+                      sub_state='unknown', main_pid=0, need_daemon_reload=False,
+                      fragment_path=f.unit['unit_file'], exec_start=unit_files_setting(texts, 'ExecStart') or '',
+                      started=None)
+        user = unit_files_setting(texts, 'User')
+        group = unit_files_setting(texts, 'Group')
+        supplementary = (unit_files_setting(texts, 'SupplementaryGroups') or '').split()
+        dynamic = is_true(unit_files_setting(texts, 'DynamicUser'))
+        sandbox = dict((k, unit_files_setting(texts, k) or '') for k in SANDBOX_SETTINGS)
+        f.notes.append('systemd not queried (%s): unit facts come from its files' % (err or 'not running'))
+    # what the next start gets: the files, when systemd has not read them yet (edited without daemon-reload)
+    f.unit['reload_pending'] = bool(f.unit['need_daemon_reload'] or any(
+        f.unit_env_files.get(v) != f.unit_env_shown.get(v) for v in PROCESS_VARIABLES))
+    f.unit_env = dict(f.unit_env_files) if f.unit['reload_pending'] else dict(f.unit_env_shown)
+    f.unit['sandbox'] = sandbox
+    f.unit['user'] = user or 'root'
+    f.unit['group'] = group
+    f.unit['dynamic_user'] = dynamic
+    f.unit['uid'], f.unit['gids'], f.unit['user_error'] = None, [], None
+    if dynamic:
+        # a DynamicUser= uid exists only while the unit runs and owns nothing: judge by "other" bits
+        f.unit['uid'], f.unit['gids'] = 61183, []
+    else:
+        try:
+            uid, gids = user_ids(f.unit['user'])
+            gids = set(gids)
+            for g in ([group] if group else []) + supplementary:
+                try:
+                    gids.add(resolve_gid(g))
+                except ValueError:
+                    pass
+            f.unit['uid'], f.unit['gids'] = uid, sorted(gids)
+        except ValueError as e:
+            f.unit['user_error'] = str(e)
+    if f.unit['load_state'] != 'loaded':
+        f.notes.append('unit %s is not installed (LoadState=%s)' % (unit, f.unit['load_state']))
+    elif not f.unit['main_pid']:
+        f.notes.append('unit %s has no running main process (ActiveState=%s): process checks skipped'
+                       % (unit, f.unit['active_state']))
+    f.conflicts = find_conflicts(unit, unit_dirs, f.dropin_path, CONFLICT_VARIABLES)
+    # the unit file itself can set them too (find_conflicts looks at drop-ins only)
+    if f.unit['unit_file']:
+        names = [n for n in CONFLICT_VARIABLES if f.env_sources.get(n) == f.unit['unit_file']]
+        if names:
+            f.conflicts.append({'path': f.unit['unit_file'], 'variables': names, 'overrides_ours': False,
+                                'unit_file': True})
+
+
+def _proc_stat_ppid(proc, pid):
+    text = _read_small(os.path.join(proc, pid, 'stat'), 4096)
+    if not text:
+        return None
+    try:
+        return int(text.rsplit(')', 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _proc_maps(proc, pid):
+    """Absolute file paths mapped by the process (None if unreadable)."""
+    try:
+        with open(os.path.join(proc, str(pid), 'maps'), 'rb') as fh:
+            raw = fh.read()
+    except (IOError, OSError):
+        return None
+    out = []
+    for line in raw.decode('utf-8', 'replace').splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith('/'):
+            path = parts[5].replace(' (deleted)', '')
+            if path not in out:
+                out.append(path)
+    return out
+
+
+def _gather_processes(f):
+    proc = f.paths.proc
+    main = f.unit.get('main_pid') or 0
+    if not main:
+        return
+    children = {}
+    try:
+        pids = [n for n in os.listdir(proc) if n.isdigit()]
+    except OSError:
+        pids = []
+    for pid in pids:
+        ppid = _proc_stat_ppid(proc, pid)
+        if ppid:
+            children.setdefault(ppid, []).append(int(pid))
+    order, queue = [], [(main, 'main')]
+    while queue and len(order) < MAX_PROCESSES:
+        pid, role = queue.pop(0)
+        order.append((pid, role))
+        queue.extend((c, 'runner') for c in sorted(children.get(pid, [])))
+    shim_real = [realpath(s) for s in (f.p['shim'], f.p.get('nvml_shim')) if s]
+    for pid, role in order:
+        env = read_proc_environ(pid, proc)
+        maps = _proc_maps(proc, pid)
+        if role == 'main':
+            f.running_env = env
+            if env is None:
+                f.notes.append('cannot read %s/%d/environ' % (proc, pid))
+        gpu_libs = [m for m in (maps or []) if re.search(r'/lib(cuda|nvidia-ml|vgpu)[^/]*$', m)]
+        f.processes.append({
+            'pid': pid, 'role': role,
+            'environ_readable': env is not None,
+            'env': dict((k, (env or {}).get(k)) for k in PROCESS_VARIABLES if env and k in env),
+            'maps_readable': maps is not None,
+            'gpu_libraries_mapped': gpu_libs,
+            'shim_mapped': None if maps is None else any(s in maps for s in shim_real),
+        })
+
+
+def _shim_facts(path, kind, expected, machine):
+    facts = {'path': path, 'kind': kind, 'exists': False, 'kind_on_disk': None, 'sha256': None,
+             'expected_sha256': expected, 'problems': [], 'elf': None, 'interposed': [], 'soname': None,
+             'undefined': [], 'exports': [], 'needed': []}
+    d = describe(path)
+    facts['kind_on_disk'] = d['kind']
+    if d['kind'] == 'missing' or (d['kind'] == 'symlink' and d.get('dangling')):
+        facts['problems'].append('%s does not exist%s' % (
+            path, ' (dangling symlink -> %s)' % d['link'] if d['kind'] == 'symlink' else ''))
+        return facts
+    facts['exists'] = True
+    if not os.path.isfile(path):
+        facts['problems'].append('%s is a %s, not a regular file' % (path, d['kind']))
+        return facts
+    facts['sha256'] = _sha(path)
+    try:
+        info = read_elf(path)
+    except ElfError as e:
+        facts['problems'].append(str(e))
+        if e.partial is not None:
+            facts['problems'].extend('%s %s' % (path, x) for x in shim_problems(e.partial, (), machine, True))
+        return facts
+    except (IOError, OSError) as e:
+        facts['problems'].append('%s cannot be read: %s' % (path, e))
+        return facts
+    facts['elf'] = info.summary()
+    facts['soname'] = info.soname
+    facts['needed'] = list(info.needed)
+    facts['exports'] = info.exported_symbols()
+    facts['interposed'] = info.interposed_symbols()
+    facts['undefined'] = sorted(set(s.name for s in info.symbols
+                                    if not s.defined and s.name and s.bind != STB_WEAK))
+    facts['problems'].extend('%s %s' % (path, x) for x in shim_problems(info, REQUIRED_SYMBOLS[kind], machine))
+    if expected and facts['sha256'] and facts['sha256'] != expected:
+        facts['problems'].append('%s has sha256 %s, expected %s (a stale or different build)'
+                                 % (path, facts['sha256'], expected))
+    return facts
+
+
+def _gather_shims(f):
+    p = f.p
+    f.shims['cuda'] = _shim_facts(p['shim'], 'cuda', p.get('shim_sha256'), f.machine)
+    if p.get('nvml_shim'):
+        f.shims['nvml'] = _shim_facts(p['nvml_shim'], 'nvml', p.get('nvml_sha256'), f.machine)
+
+
+def _gather_links(f):
+    f.cuda_dirs = cuda_dirs(f.p['ollama_lib_dir'])
+    for d in managed_link_dirs(f.p):
+        dir_ok = os.path.isdir(d)
+        for name, target, kind in link_targets(f.p):
+            path = os.path.join(d, name)
+            item = {'path': path, 'dir': d, 'name': name, 'target': target, 'kind': kind}
+            if not dir_ok:
+                item['state'] = 'dir_missing'
+                f.links.append(item)
+                continue
+            info = describe(path)
+            item['on_disk'] = info['kind']
+            if info['kind'] == 'missing':
+                item['state'] = 'missing'
+            elif info['kind'] == 'symlink':
+                item['link'] = info['link']
+                if info['dangling']:
+                    item['state'] = 'dangling'
+                elif _same_file(path, target):
+                    item['state'] = 'ok'
+                else:
+                    item['state'] = 'elsewhere'
+                    item['resolves_to'] = realpath(path)
+            elif info['kind'] == 'file':
+                item['sha256'] = _sha(path)
+                if _same_file(path, target):
+                    item['state'] = 'is_target'   # the shim itself sits under the link name
+                elif item['sha256'] and item['sha256'] == _sha(target):
+                    item['state'] = 'copy'
+                else:
+                    item['state'] = 'foreign_file'
+            else:
+                item['state'] = 'not_a_file'
+            f.links.append(item)
+
+
+def _gather_loader(f, probe):
+    f.default_dirs, source = system_search_dirs(f.paths, probe, f.machine)
+    f.notes.append('loader default dirs from %s: %s' % (source, ':'.join(f.default_dirs)))
+    try:
+        with open(f.paths.ld_so_cache, 'rb') as fh:
+            f.cache = parse_ld_so_cache(fh.read(), f.machine)
+        f.cache_source = f.paths.ld_so_cache
+        return
+    except (IOError, OSError) as e:
+        reason = str(e)
+    except (ValueError, struct.error) as e:
+        reason = 'unreadable format (%s)' % e
+    f.cache = {}
+    ldconfig = probe.which('ldconfig') if f.paths.root == '/' else None
+    if ldconfig:
+        rc, out, _err = probe.run([ldconfig, '-p'], timeout=1.5)
+        if rc == 0:
+            f.cache = parse_ldconfig_p(out, f.machine)
+            f.cache_source = 'ldconfig -p'
+            return
+    f.cache_source = None
+    f.notes.append('loader cache not used: %s' % reason)
+
+
+def _preload_object(path, step, f):
+    """A preloaded object as the loader sees it: None when it cannot be loaded at all."""
+    uid, gids = f.unit.get('uid'), f.unit.get('gids')
+    verdict, reason = loader_candidate(path, f.machine, uid, gids)
+    obj = {'path': path, 'step': step, 'loads': verdict == 'load', 'reason': reason, 'soname': None,
+           'interposed': []}
+    if verdict == 'load':
+        try:
+            info = read_elf_cached(path)
+            obj['soname'] = info.soname
+            obj['interposed'] = info.interposed_symbols()
+            obj['exports_cuda'] = 'cuInit' in info.exported_symbols()
+            obj['exports_nvml'] = 'nvmlInit_v2' in info.exported_symbols()
+        except (ElfError, IOError, OSError) as e:
+            obj.update(loads=False, reason=str(e))
+    return obj
+
+
+def _preload_path(f, entry, env):
+    """The file an LD_PRELOAD entry names: a bare name (no '/') is searched like a library."""
+    if '/' in entry:
+        return entry
+    r = emulate_loader(entry, [], split_path_list(env.get('LD_LIBRARY_PATH')), f.cache, f.default_dirs, f.machine)
+    return r['path'] or entry
+
+
+def _gather_preload(f):
+    gp = f.paths.ld_so_preload
+    text = _read_small(gp)
+    f.global_preload = {'path': gp, 'exists': text is not None, 'entries': []}
+    for entry in split_preload(text or ''):
+        if entry.startswith('#'):
+            continue
+        obj = _preload_object(entry, '/etc/ld.so.preload', f)
+        f.global_preload['entries'].append(obj)
+    f.preload_entries = []
+    for entry in split_preload(f.unit_env.get('LD_PRELOAD')):
+        path = _preload_path(f, entry, f.unit_env)
+        obj = _preload_object(path, 'LD_PRELOAD', f)
+        obj['entry'] = entry
+        obj['exists'] = os.path.exists(path)
+        obj['source'] = f.env_sources.get('LD_PRELOAD')
+        f.preload_entries.append(obj)
+
+
+def _runner_resolution(f, env):
+    """[{runner, name, path, real, step, is_shim, ...}] for each cuda_v* runner and link name."""
+    preloaded = [o for o in _preload_objects_for(f, env) if o['loads']]
+    uid, gids = f.unit.get('uid'), f.unit.get('gids')
+    out = []
+    service_path = split_path_list(env.get('LD_LIBRARY_PATH'))
+    backend_first = runner_backend_first(f)
+    for d in f.cuda_dirs:
+        # Ollama puts its own dirs before the service's LD_LIBRARY_PATH. Discovery since 0.12 runs
+        # lib/ollama then the backend dir (the OLLAMA_LIBRARY_PATH of its "failure during GPU discovery"
+        # lines); the model runners of 0.5-0.11 prepended the backend dir to lib/ollama.
+        own = [d, f.p['ollama_lib_dir']] if backend_first else [f.p['ollama_lib_dir'], d]
+        search = own + service_path
+        for name, target, kind in [('libcuda.so.1', f.p['shim'], 'cuda')] + (
+                [('libnvidia-ml.so.1', f.p['nvml_shim'], 'nvml')] if f.p.get('nvml_shim') else []):
+            r = emulate_loader(name, preloaded, search, f.cache, f.default_dirs, f.machine, uid, gids)
+            r['runner'] = os.path.basename(d)
+            r['search_path'] = search
+            r['real'] = realpath(r['path']) if r['path'] else None
+            r['is_shim'] = bool(r['path']) and _same_file(r['path'], target)
+            r['copy_of_shim'] = False
+            if r['path'] and not r['is_shim']:
+                sha = _sha(r['path'])
+                r['copy_of_shim'] = bool(sha) and sha == f.shims.get(kind, {}).get('sha256')
+            r['ok'] = bool(r['path']) and not r['error'] and (r['is_shim'] or r['copy_of_shim'])
+            r['target'] = target
+            out.append(r)
+    return out
+
+
+def _version_tuple(text):
+    parts = re.findall(r'\d+', (text or '').split('-')[0])[:3]
+    return tuple(int(x) for x in parts) if parts else None
+
+
+def runner_backend_first(f):
+    """True when the Ollama in the log is older than 0.12 (backend dir before lib/ollama in the runner's
+    LD_LIBRARY_PATH); the 0.12+ order when the version is unknown."""
+    res = log_result(f)
+    version = _version_tuple(res.get('ollama_version')) if res else None
+    return version is not None and version < (0, 12, 0)
+
+
+def _preload_objects_for(f, env):
+    objs = list(f.global_preload['entries'])
+    if env is f.unit_env:
+        return [o for o in f.preload_entries] + objs
+    return [_preload_object(_preload_path(f, e, env), 'LD_PRELOAD', f) for e in split_preload(env.get('LD_PRELOAD'))] \
+        + objs
+
+
+def _gather_resolution(f):
+    after = _runner_resolution(f, f.unit_env)
+    running = f.running_env
+    if running is not None and any(running.get(v) != f.unit_env.get(v) for v in ('LD_PRELOAD', 'LD_LIBRARY_PATH')):
+        f.resolution = _runner_resolution(f, running)
+        for r in f.resolution:
+            r['env'] = 'running'
+        for r in after:
+            r['env'] = 'unit'
+        f.resolution_after_restart = after
+    else:
+        for r in after:
+            r['env'] = 'running' if running is not None else 'unit'
+        f.resolution = after
+        f.resolution_after_restart = after
+
+
+def _gather_drivers(f, probe):
+    """Files named like driver libraries on the loader path that are not the shim, judged by vgpu_fs."""
+    shim = f.shims['cuda']
+    candidates = []
+    for name in ('libcuda.so.1', 'libnvidia-ml.so.1'):
+        candidates.extend(f.cache.get(name, []))
+    dirs = list(f.default_dirs) + [l['dir'] for l in f.links] + [f.p['ollama_lib_dir']] + f.cuda_dirs
+    for d in dirs:
+        for pattern in ('libcuda.so*', 'libnvidia-ml.so*'):
+            candidates.extend(glob.glob(os.path.join(glob.escape(d), pattern)))
+    candidates.extend(r['path'] for r in f.resolution + (f.resolution_after_restart or []) if r['path'])
+    seen, out = set(), []
+    shims = [s['path'] for s in f.shims.values() if s['exists']]
+    shim_shas = set(s['sha256'] for s in f.shims.values() if s['sha256'])
+    for c in candidates:
+        real = realpath(c)
+        if real in seen or not os.path.isfile(real):
+            continue
+        seen.add(real)
+        if any(_same_file(real, s) for s in shims) or _sha(real) in shim_shas:
+            continue
+        reasons = looks_like_nvidia_driver(real, reference=shim['path'] if shim['exists'] else None,
+                                           reference_soname=shim['soname'], dpkg_info_dir=f.paths.dpkg_info_dir)
+        if not reasons:
+            continue
+        if not any('(dpkg)' in r for r in reasons) and f.paths.root == '/':
+            rpm = probe.which('rpm')
+            if rpm:
+                rc, out_, _e = probe.run([rpm, '-qf', '--qf', '%{NAME}', real], timeout=1.0)
+                if rc == 0 and out_.strip():
+                    reasons.append('it belongs to the package %s (rpm)' % out_.strip())
+        first = sorted(set(r['runner'] for r in f.resolution + (f.resolution_after_restart or [])
+                           if r['path'] and realpath(r['path']) == real))
+        out.append({'path': c, 'real': real, 'reasons': reasons, 'resolves_first_for': first})
+    f.drivers = out
+
+
+def _gather_pci(f):
+    base = f.paths.pci_devices
+    f.pci = {'path': base, 'devices': 0, 'nvidia': [], 'error': None}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError as e:
+        f.pci['error'] = '%s: %s' % (base, e.strerror)
+        return
+    f.pci['devices'] = len(names)
+    for n in names:
+        vendor = (_read_small(os.path.join(base, n, 'vendor'), 64) or '').strip().lower()
+        if vendor == NVIDIA_PCI_VENDOR:
+            f.pci['nvidia'].append({
+                'slot': n, 'vendor': vendor,
+                'device': (_read_small(os.path.join(base, n, 'device'), 64) or '').strip(),
+                'class': (_read_small(os.path.join(base, n, 'class'), 64) or '').strip()})
+
+
+def _gather_snap(f):
+    f.snap = {'dirs': [d for d in f.paths.snap_dirs if os.path.exists(d)],
+              'units': sorted(glob.glob(os.path.join(glob.escape(f.paths.systemd_dir), 'snap.ollama.*')))}
+    frag = f.unit.get('fragment_path') or ''
+    f.snap['unit_is_snap'] = '/snap/' in (f.unit.get('exec_start') or '') or os.path.basename(frag).startswith('snap.')
+
+
+def _gather_unsafe(f):
+    """Paths whose content decides what the service loads, with a non-root writer (PRELOAD_HIJACK_RISK)."""
+    paths = [s['path'] for s in f.shims.values() if s['exists']]
+    paths += [o['path'] for o in f.preload_entries if o.get('exists')]
+    paths += [d for d in split_path_list(f.unit_env.get('LD_LIBRARY_PATH')) if os.path.isabs(d) and os.path.isdir(d)]
+    if os.path.isdir(f.p['ollama_lib_dir']):
+        paths += [f.p['ollama_lib_dir']] + f.cuda_dirs
+    seen, out = set(), []
+    for p in paths:
+        for comp in unsafe_path_components(p):
+            if comp['path'] in seen:
+                continue
+            seen.add(comp['path'])
+            comp['reached_from'] = p
+            out.append(comp)
+    f.unsafe = out
+
+
+# ---- log
+
+_PRELOAD_FAIL_RE = re.compile(
+    r"object '([^']+)' from (LD_PRELOAD|/etc/ld\.so\.preload) cannot be preloaded \(([^)]*)\)")
+_UNDEFINED_RE = re.compile(r'(/\S+?):? undefined symbol: ([A-Za-z0-9_@.]+)')
+
+
+def journal_argv(journalctl, props, unit):
+    """journalctl argv for the unit's current invocation (this boot's unit log when there is no
+    InvocationID); follows only when the caller wants to wait for the verdict."""
+    argv = [journalctl, '--no-pager', '--output=cat']
+    invocation = (props or {}).get('InvocationID')
+    if invocation:
+        argv.append('_SYSTEMD_INVOCATION_ID=%s' % invocation)
+    else:
+        argv.extend(['-b', '-u', unit])
+    return argv
+
+
+def _gather_log(f, probe):
+    p = f.p
+    timeout = max(0.0, float(p.get('log_timeout') or 0))
+    started = f.unit.get('started')
+    accept = None
+    if p.get('log_path'):
+        kind, what, desc = 'file', p['log_path'], 'file:%s' % p['log_path']
+    else:
+        props = f.unit.get('props')
+        if props is None:
+            f.log = {'source': None, 'error': 'no log: systemd is not running and log_path is not set',
+                     'result': None}
+            return
+        sink = log_sink(props)
+        if sink['kind'] == 'file' and sink['path']:
+            kind, what, desc = 'file', sink['path'], 'file:%s' % sink['path']
+            if started is not None:
+                def accept(result):
+                    return result.get('start_epoch') is None or result['start_epoch'] >= started - 2.0
+        elif sink['kind'] == 'journal':
+            journalctl = probe.which('journalctl')
+            if not journalctl:
+                f.log = {'source': None, 'error': 'journalctl not found', 'result': None}
+                return
+            argv = journal_argv(journalctl, props, f.p['unit'])
+            if timeout > 0:
+                argv[2:2] = ['--follow', '--no-tail']     # -f alone would start at the last 10 lines
+            else:
+                # journalctl without --follow ends when it has printed the invocation: wait for that, no longer
+                timeout = JOURNAL_READ_LIMIT
+            kind, what, desc = 'journal', argv, 'journal:%s' % ' '.join(a for a in argv[1:] if not a.startswith('--'))
+        else:
+            f.log = {'source': None, 'error': 'the unit logs to %s, which the doctor cannot read' % sink['setting'],
+                     'result': None}
+            return
+    if kind == 'file' and not os.path.isfile(what):
+        f.log = {'source': desc, 'error': '%s does not exist' % what, 'result': None}
+        return
+    source = probe.log_source(kind, what)
+    try:
+        result, _waited, _reason = follow_log(source, timeout, accept_start=accept, drain=LOG_DRAIN)
+    finally:
+        source.close()
+    f.log = {'source': desc, 'error': getattr(source, 'error', None), 'result': result}
+
+
+def log_result(f):
+    """The parser's result for the current start, or None when no start was found."""
+    if not f.log or not f.log.get('result') or not f.log['result'].get('starts'):
+        return None
+    return f.log['result']
+
+
+def log_errors(f, kind):
+    res = log_result(f)
+    if not res:
+        return []
+    return [e['line'] for e in res.get('discovery_errors', []) if e['kind'] == kind]
+
+
+def log_mode(f):
+    res = log_result(f)
+    return res['mode'] if res else None
+
+
+def verdict(f):
+    res = log_result(f)
+    if not res:
+        return None
+    return {'mode': res['mode'], 'devices': res['devices'], 'ollama_version': res['ollama_version'],
+            'started_at': res['started_at'], 'discovery_errors': res['discovery_errors'],
+            'evidence': res['evidence'], 'source': f.log.get('source')}
+
+
+def preload_failures(f):
+    """[{'path', 'reason', 'line'}] from "cannot be preloaded" lines of the current start."""
+    out = []
+    for line in log_errors(f, 'preload_failed'):
+        m = _PRELOAD_FAIL_RE.search(line)
+        if m:
+            out.append({'path': m.group(1), 'reason': m.group(3), 'line': line})
+    return out
+
+
+def undefined_symbol_lines(f):
+    out = []
+    for line in log_errors(f, 'undefined_symbol'):
+        m = _UNDEFINED_RE.search(line)
+        out.append({'library': m.group(1) if m else None, 'symbol': m.group(2) if m else None, 'line': line})
+    return out
+
+
+# ---- undefined symbols and the load test
+
+def _needed_exports(needed, f, depth=0, seen=None):
+    """(exports, missing): symbols exported by the DT_NEEDED closure of a library, and names not found."""
+    seen = set() if seen is None else seen
+    exports, missing = set(), []
+    for name in needed:
+        if name in seen:
+            continue
+        seen.add(name)
+        r = emulate_loader(name, [], [], f.cache, f.default_dirs, f.machine)
+        if not r['path'] or r['error']:
+            missing.append(name)
+            continue
+        try:
+            info = read_elf_cached(r['path'])
+        except (ElfError, IOError, OSError):
+            missing.append(name)
+            continue
+        exports.update(info.exported_symbols())
+        if depth < 3:
+            sub, sub_missing = _needed_exports(info.needed, f, depth + 1, seen)
+            exports |= sub
+            missing += sub_missing
+    return exports, missing
+
+
+def _static_unresolved(f, kind):
+    shim = f.shims.get(kind)
+    if not shim or not shim['elf']:
+        return None, []
+    exports, missing = _needed_exports(shim['needed'], f)
+    if missing:
+        return None, missing
+    return sorted(s for s in shim['undefined'] if s not in exports), []
+
+
+def _gather_load_tests(f, probe):
+    """Static check of every shim's undefined symbols; a load test as the service user only where the ELF
+    (or the log) says some symbol may be unresolved."""
+    logged = undefined_symbol_lines(f)
+    for kind, shim in f.shims.items():
+        unresolved, missing = _static_unresolved(f, kind)
+        in_log = [x for x in logged if x['library'] and _same_file(x['library'], shim['path'])]
+        test = {'unresolved': unresolved, 'needed_missing': missing, 'log': in_log, 'load_test': None}
+        f.load_tests[kind] = test
+        if shim['elf'] and (unresolved or missing or in_log) and f.p.get('load_test', True):
+            test['load_test'] = load_test(f, probe, shim['path'])
+    matched = [x for t in f.load_tests.values() for x in t['log']]
+    f.load_tests_unmatched_log = [x for x in logged if x not in matched]
+
+
+def load_test(f, probe, path):
+    """dlopen path with LD_BIND_NOW=1 as the unit's user, with the unit's LD_PRELOAD, in a fresh Python.
+
+    Returns {'ok': True | False | None, 'rc', 'output', 'as', 'ld_preload'}: False only when the loader
+    itself failed (a symbol lookup or dlopen error), None when the test could not run (no runuser,
+    interpreter not executable for the user, time limit)."""
+    code = ('import ctypes,sys\ntry:\n ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)\n'
+            'except OSError as e:\n print("dlopen: %s" % e); sys.exit(3)\n')
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL': 'C', 'LD_BIND_NOW': '1'}
+    if f.unit_env.get('LD_PRELOAD'):
+        env['LD_PRELOAD'] = f.unit_env['LD_PRELOAD']
+    # the system interpreter: the service user can run it (a virtualenv's may sit in a private home)
+    python = '/usr/bin/python3' if os.access('/usr/bin/python3', os.X_OK) else (sys.executable or 'python3')
+    argv = [python, '-S', '-c', code, path]
+    user = f.unit.get('user') or 'root'
+    as_user = 'uid %d' % os.geteuid()
+    if os.geteuid() == 0 and user not in ('root', '0') and not f.unit.get('dynamic_user') \
+            and not f.unit.get('user_error'):
+        # setpriv: no PAM session (runuser's would log "session opened" for every diagnosis)
+        setpriv, runuser = probe.which('setpriv'), probe.which('runuser')
+        if setpriv:
+            gid = None
+            if f.unit.get('group'):
+                try:
+                    gid = resolve_gid(f.unit['group'])
+                except ValueError:
+                    gid = None
+            if gid is None:
+                try:
+                    gid = pwd.getpwuid(f.unit['uid']).pw_gid
+                except KeyError:
+                    gid = f.unit['uid']
+            argv = [setpriv, '--reuid=%d' % f.unit['uid'], '--regid=%d' % gid, '--init-groups', '--'] + argv
+            as_user = user
+        elif runuser:
+            argv = [runuser, '-u', user, '--'] + argv
+            as_user = user
+    timeout = max(0.3, min(LOAD_TEST_TIMEOUT, f.deadline - time.time()))
+    rc, out, err = probe.run(argv, env=env, timeout=timeout)
+    text = ' '.join((out + ' ' + err).split())
+    if rc == 0:
+        ok = True
+    elif (rc == 3 and 'dlopen:' in text) or 'symbol lookup error' in text or 'undefined symbol' in text:
+        ok = False
+    else:
+        ok = None
+    return {'ok': ok, 'rc': rc, 'output': text[:400], 'as': as_user, 'ld_preload': env.get('LD_PRELOAD')}
+
+
+# ------------------------------------------------------------------------------------------ findings
+
+def finding(code, severity, summary, evidence, action, fix_text, **fix):
+    assert code in CODES and severity in SEVERITIES and action in ACTIONS, (code, severity, action)
+    fx = {'action': action}
+    fx.update(fix)
+    return {'code': code, 'severity': severity, 'summary': summary, 'evidence': evidence, 'fix': fx,
+            'fix_text': fix_text}
+
+
+def _resolution_ok(f, after_restart=True):
+    """True when every runner resolves every managed name to its shim (None when there is no runner)."""
+    res = f.resolution_after_restart if after_restart else f.resolution
+    if not res:
+        return None
+    return all(r['ok'] for r in res)
+
+
+def _env_fix(f, variable, what):
+    """The fix for a variable the service must not have, by the file that sets it."""
+    src = f.env_sources.get(variable)
+    if src and src == f.dropin_path:
+        return 'rewrite_dropin', {'path': src, 'variable': variable}, \
+            'render %s again without %s (check the inventory: it came from our own variables), daemon-reload ' \
+            'and restart %s' % (src, what, f.p['unit'])
+    return 'unset_env', {'variable': variable, 'path': src}, \
+        'add UnsetEnvironment=%s to %s (or remove it from %s), daemon-reload and restart %s' % (
+            variable, f.dropin_path, src or 'where it is set (EnvironmentFile= or the manager environment)',
+            f.p['unit'])
+
+
+def _gpu_start(f):
+    return log_mode(f) == 'gpu'
+
+
+def check_no_device(f):
+    pci = f.pci
+    if pci['nvidia']:
+        return []
+    ev = {'pci_devices_dir': pci['path'], 'devices_seen': pci['devices'], 'error': pci['error'],
+          'require_pci_device': f.p['require_pci_device']}
+    if not f.p['require_pci_device']:
+        return [finding('NO_DEVICE', 'info', 'no PCI device with vendor 0x10de (expected here: '
+                        'require_pci_device is false, the shim stands in for the device)', ev, 'manual',
+                        'nothing to do on a simulated host')]
+    return [finding('NO_DEVICE', 'error', 'no PCI device with vendor 0x10de in the guest: the hypervisor does not '
+                    'give this VM its paravirtual GPU', ev, 'manual',
+                    'on the hypervisor, attach the vGPU profile to this VM and reboot it; nothing in the guest '
+                    'can make up for a missing device (remediate does not act)')]
+
+
+def check_snap_ollama(f):
+    s = f.snap
+    if not s['dirs'] and not s['units'] and not s['unit_is_snap']:
+        return []
+    upstream = f.unit.get('load_state') == 'loaded' and not s['unit_is_snap']
+    sev = 'warning' if upstream else 'error'
+    summary = ('a snap Ollama is installed besides %s (it may hold port 11434)' % f.p['unit'] if upstream else
+               'Ollama is the snap package: read-only tree, unit %s, confined - the shim cannot be wired in'
+               % (', '.join(os.path.basename(u) for u in s['units']) or 'snap.ollama.*'))
+    return [finding('SNAP_OLLAMA', sev, summary, {'snap_dirs': s['dirs'], 'snap_units': s['units'],
+                                                  'unit_load_state': f.unit.get('load_state'),
+                                                  'exec_start': f.unit.get('exec_start')}, 'manual',
+                    'remove the snap (snap remove ollama) and install Ollama with its upstream install script, '
+                    'then run site.yml (remediate does not touch snaps)')]
+
+
+def check_global_preload(f):
+    gp = f.global_preload
+    shim_paths = [s['path'] for s in f.shims.values()]
+    bad = []
+    for o in gp['entries']:
+        p = o['path']
+        if ('vgpu' in os.path.basename(p).lower() or any(_same_file(p, s) for s in shim_paths)
+                or o.get('soname') in ('libcuda.so.1', 'libnvidia-ml.so.1') or o.get('exports_cuda')
+                or o.get('exports_nvml')):
+            bad.append(p)
+    if not bad:
+        return []
+    return [finding('GLOBAL_PRELOAD', 'error',
+                    '%s loads %s into every process on the host' % (gp['path'], ', '.join(bad)),
+                    {'path': gp['path'], 'entries': bad, 'all_entries': [o['path'] for o in gp['entries']]},
+                    'remove_global_preload',
+                    'remove %s from %s (delete the file if nothing else is in it); the shim belongs in the '
+                    'Ollama unit only' % (', '.join(bad), gp['path']), path=gp['path'], entries=bad)]
+
+
+def check_driver_shadow(f):
+    out = []
+    for d in f.drivers:
+        first = d['resolves_first_for']
+        ev = {'path': d['path'], 'real_path': d['real'], 'reasons': d['reasons'], 'resolves_first_for': first}
+        pkg = [m.group(1) for m in (re.search(r'package (\S+) \((?:dpkg|rpm)\)', r) for r in d['reasons']) if m]
+        ev['package'] = pkg[0] if pkg else None
+        owner = 'the package %s' % pkg[0] if pkg else 'the NVIDIA driver package that owns %s' % d['real']
+        if first:
+            out.append(finding('DRIVER_SHADOW', 'error', 'a real NVIDIA driver library %s is what runner(s) %s load '
+                               'as %s, not the shim' % (d['real'], ', '.join(first), os.path.basename(d['path'])),
+                               ev, 'manual', 'uninstall %s (a guest with the vGPU shim must not have a driver; '
+                               'Ollama\'s installer adds one when it sees vendor 0x10de), run ldconfig, then remediate '
+                               'again (remediate never removes driver files)' % owner,
+                               path=d['real'], package=ev['package']))
+        else:
+            out.append(finding('DRIVER_SHADOW', 'warning', 'a real NVIDIA driver library %s is on the loader path '
+                               '(the shim still wins today; an ldconfig or upgrade may change that)' % d['real'],
+                               ev, 'manual', 'uninstall %s' % owner, path=d['real'], package=ev['package']))
+    return out
+
+
+def check_shim_bad(f):
+    out = []
+    for kind, s in sorted(f.shims.items()):
+        if not s['problems']:
+            continue
+        ev = {'path': s['path'], 'problems': s['problems'], 'sha256': s['sha256'],
+              'expected_sha256': s['expected_sha256'], 'elf': s['elf']}
+        fails = [x for x in preload_failures(f) if _same_file(x['path'], s['path']) or x['path'] == s['path']]
+        if fails:
+            ev['log_lines'] = [x['line'] for x in fails]
+        out.append(finding('SHIM_BAD', 'error', 'the %s shim %s is unusable: %s' % (kind.upper(), s['path'],
+                                                                                   s['problems'][0]),
+                           ev, 'reinstall_shim', 'install the %s shim artifact again at %s (vgpu_shim checks its '
+                           'ELF, exports and checksum before it lands)' % (kind.upper(), s['path']),
+                           path=s['path'], kind=kind, expected_sha256=s['expected_sha256']))
+    return out
+
+
+def check_shim_unreadable(f):
+    uid, gids = f.unit.get('uid'), f.unit.get('gids')
+    if uid is None:
+        return []
+    out = []
+    user = f.unit.get('user')
+    paths = [s['path'] for s in f.shims.values() if s['exists']]
+    paths += [o['path'] for o in f.preload_entries if o.get('exists') and o['path'] not in paths]
+    for p in paths:
+        ok, problems = readable_by(p, uid, gids)
+        if ok:
+            continue
+        fails = [x['line'] for x in preload_failures(f) if x['path'] == p]
+        fix_paths = []
+        for pr in problems:
+            m = re.match(r'^(?:directory )?(/.*?) \(mode', pr)
+            if m:
+                fix_paths.append(m.group(1))
+        ev = {'path': p, 'user': user, 'uid': uid, 'gids': gids, 'problems': problems,
+              'dynamic_user': f.unit.get('dynamic_user')}
+        if fails:
+            ev['log_lines'] = fails
+        out.append(finding('SHIM_UNREADABLE', 'error', '%s cannot be read by the service user %s: %s'
+                           % (p, user, problems[0]), ev, 'fix_shim_mode',
+                           'chown root:root and chmod 0755 %s, so every user can read and search them and only '
+                           'root can write' % ', '.join(fix_paths or [p]), paths=fix_paths or [p]))
+    return out
+
+
+def check_shim_undefined_symbol(f):
+    """Severity from the strongest evidence: a failed load test (error), the log of the current start
+    (error; warning when that start found a GPU anyway), the ELF alone (warning: it loads in the service's
+    context, e.g. because the CUDA shim is preloaded, but not on its own)."""
+    out = []
+    cuda_exports = set(f.shims['cuda']['exports']) if f.shims.get('cuda') else set()
+    preload = [o['path'] for o in f.preload_entries]
+    gpu = _gpu_start(f)
+    for kind, test in sorted(f.load_tests.items()):
+        shim = f.shims[kind]
+        unresolved = test['unresolved'] or []
+        lt = test['load_test']
+        if lt is not None and lt['ok'] is False:
+            sev = 'error'
+        elif test['log'] and (lt is None or lt['ok'] is None):
+            sev = 'warning' if gpu else 'error'
+        elif unresolved or test['log']:
+            sev = 'warning'
+        else:
+            continue    # only our emulation missed a DT_NEEDED library; the real loader found it
+        symbols = sorted(set(unresolved + [x['symbol'] for x in test['log'] if x['symbol']]))
+        from_cuda = [s for s in symbols if s in cuda_exports]
+        ev = {'path': shim['path'], 'unresolved_symbols': symbols, 'needed_not_found': test['needed_missing'],
+              'provided_by_cuda_shim': from_cuda, 'load_test': lt,
+              'log_lines': [x['line'] for x in test['log']], 'unit_ld_preload': f.unit_env.get('LD_PRELOAD')}
+        cuda_preloaded = kind != 'cuda' and f.shims.get('cuda') and any(
+            _same_file(p, f.shims['cuda']['path']) for p in preload)
+        if from_cuda and not cuda_preloaded:
+            action, fix, text = 'rewrite_dropin', {'path': f.dropin_path}, \
+                'render %s again with the CUDA shim in LD_PRELOAD before %s, daemon-reload and restart; better, ' \
+                'rebuild the NVML shim so it does not use CUDA-shim symbols' % (f.dropin_path, shim['path'])
+        else:
+            action, fix, text = 'manual', {}, 'rebuild %s so that it defines or links (DT_NEEDED) every symbol it ' \
+                'uses (%s), then reinstall it' % (shim['path'], ', '.join(symbols) or ', '.join(test['needed_missing']))
+        if lt is not None and lt['ok'] is False:
+            how = ' (load test as %s with LD_BIND_NOW=1 failed: %s)' % (lt['as'], lt['output'])
+        elif sev == 'warning' and lt is not None and lt['ok']:
+            how = ' (it loads in the service today only because another preloaded library provides them)'
+        else:
+            how = ''
+        out.append(finding('SHIM_UNDEFINED_SYMBOL', sev, '%s needs %s that nothing it links provides%s' % (
+            shim['path'], ', '.join(symbols), how), ev, action, text, **fix))
+    for x in f.load_tests_unmatched_log:
+        out.append(finding('SHIM_UNDEFINED_SYMBOL', 'warning' if gpu else 'error',
+                           '%s: undefined symbol %s in the current start' % (x['library'], x['symbol']),
+                           {'path': x['library'], 'unresolved_symbols': [x['symbol']], 'log_lines': [x['line']],
+                            'unit_ld_preload': f.unit_env.get('LD_PRELOAD')}, 'manual',
+                           'rebuild %s so that it defines or links every symbol it uses, or remove it from '
+                           'LD_PRELOAD' % x['library']))
+    return out
+
+
+def _index_of(seq, path):
+    for i, p in enumerate(seq):
+        if _same_file(p, path) or p == path:
+            return i
+    return len(seq)
+
+
+def check_preload_missing_file(f):
+    out = []
+    shim_paths = dict((s['path'], k) for k, s in f.shims.items())
+    logged = preload_failures(f)
+    entries = [(o['path'], o.get('source'), 'unit') for o in f.preload_entries]
+    # (a bare name that no search finds stays as written and does not exist either)
+    running = split_preload((f.running_env or {}).get('LD_PRELOAD'))
+    entries += [(p, None, 'running') for p in running if p not in [e[0] for e in entries]]
+    for path, src, where in entries:
+        if os.path.exists(path):
+            continue
+        lines = [x['line'] for x in logged if x['path'] == path]
+        ev = {'entry': path, 'ld_preload': (f.unit_env if where == 'unit' else f.running_env or {}).get('LD_PRELOAD'),
+              'set_by': src, 'environment': where, 'log_lines': lines}
+        if path in shim_paths:
+            action, fix, text = 'reinstall_shim', {'path': path, 'kind': shim_paths[path]}, \
+                'install the shim again at %s (it is missing), then restart %s' % (path, f.p['unit'])
+        elif where == 'running':
+            action, fix, text = 'restart', {'daemon_reload': False}, \
+                'restart %s: the running process still has an old LD_PRELOAD' % f.p['unit']
+        elif src == f.dropin_path:
+            action, fix, text = 'rewrite_dropin', {'path': src}, \
+                'render %s again with the installed shim paths, daemon-reload, restart' % src
+        elif src and src != f.unit.get('unit_file'):
+            action, fix, text = 'move_conflicting_dropin', {'path': src, 'variables': ['LD_PRELOAD']}, \
+                'move %s out of the way (it sets LD_PRELOAD to a missing file), daemon-reload, restart' % src
+        else:
+            action, fix, text = 'unset_env', {'variable': 'LD_PRELOAD', 'path': src}, \
+                'remove the LD_PRELOAD assignment from %s, daemon-reload, restart' % (src or 'the unit')
+        out.append(finding('PRELOAD_MISSING_FILE', 'error', 'LD_PRELOAD names %s, which does not exist%s'
+                           % (path, ' ("cannot be preloaded" in the log)' if lines else ''), ev, action, text, **fix))
+    # a logged failure whose file exists now: SHIM_UNREADABLE or PRELOAD_NOT_APPLIED report it
+    return out
+
+
+def check_preload_interposes_loader(f):
+    out = []
+    for o in f.preload_entries + f.global_preload['entries']:
+        if not o.get('interposed'):
+            continue
+        out.append(finding('PRELOAD_INTERPOSES_LOADER', 'error',
+                           '%s (preloaded via %s) exports libc/loader functions %s: they replace libc\'s in the '
+                           'service and its runners and can hijack backend loading' % (
+                               o['path'], o['step'], ', '.join(o['interposed'][:8])),
+                           {'path': o['path'], 'interposed': o['interposed'], 'via': o['step']},
+                           'switch_strategy', 'redeploy with vgpu_strategy=library_path (no LD_PRELOAD: the shim '
+                           'is found as libcuda.so.1 through LD_LIBRARY_PATH), or rebuild the shim without those '
+                           'exports', strategy='library_path'))
+    return out
+
+
+def check_preload_conflict(f):
+    out = []
+    ours_env = {}
+    ours_text = _read_small(f.dropin_path)
+    if ours_text is not None:
+        ours_env = environment_of_text(ours_text, f.p['unit'])
+    for c in f.conflicts:
+        loader_vars = [v for v in c['variables'] if v in LOADER_VARIABLES]
+        wins = [v for v in loader_vars if f.env_sources.get(v) == c['path']]
+        harmful = [v for v in wins if v in ours_env or v == 'LD_PRELOAD' and f.p['strategy'] == 'preload'
+                   or v == 'LD_LIBRARY_PATH' and f.p['strategy'] == 'library_path']
+        harmful = [v for v in harmful if f.unit_env.get(v) != ours_env.get(v)]
+        sev = 'error' if harmful and _resolution_ok(f) is not True else 'warning'
+        values = dict((v, f.unit_env.get(v) if f.env_sources.get(v) == c['path'] else '(overridden)')
+                      for v in c['variables'])
+        ev = {'path': c['path'], 'variables': c['variables'], 'values': values,
+              'applied_after_ours': c['overrides_ours'], 'effective_from_this_file': wins,
+              'our_dropin': f.dropin_path, 'our_values': dict((v, ours_env.get(v)) for v in c['variables'])}
+        if c.get('unit_file'):
+            action, fix, text = 'unset_env', {'variable': c['variables'][0], 'path': c['path'],
+                                              'variables': c['variables']}, \
+                'remove %s from the unit file %s (an Ollama upgrade rewrites it anyway), daemon-reload, restart' % (
+                    ', '.join(c['variables']), c['path'])
+        else:
+            action, fix, text = 'move_conflicting_dropin', {'path': c['path'], 'variables': c['variables']}, \
+                'move %s out of %s (it sets %s%s), daemon-reload and restart %s' % (
+                    c['path'], os.path.dirname(c['path']), ', '.join(c['variables']),
+                    ', and wins over %s' % os.path.basename(f.dropin_path) if wins else '', f.p['unit'])
+        out.append(finding('PRELOAD_CONFLICT', sev, '%s also sets %s%s' % (
+            c['path'], ', '.join(c['variables']),
+            ' and its value is the one the service gets' if wins else ''), ev, action, text, **fix))
+    return out
+
+
+_CPU_LIBRARIES = re.compile(r'^cpu(_|$)')
+
+
+def check_llm_library_mismatch(f):
+    value = f.unit_env.get('OLLAMA_LLM_LIBRARY')
+    if value is None or not os.path.isdir(f.p['ollama_lib_dir']):
+        return []
+    try:
+        existing = sorted(n for n in os.listdir(f.p['ollama_lib_dir'])
+                          if os.path.isdir(os.path.join(f.p['ollama_lib_dir'], n)))
+    except OSError:
+        existing = []
+    if value in existing and not _CPU_LIBRARIES.match(value):
+        return []
+    if value == '':
+        return []
+    cudas = [os.path.basename(d) for d in f.cuda_dirs]
+    suggest = 'cuda_v12' if 'cuda_v12' in cudas else (cudas[-1] if cudas else None)
+    forced_cpu = bool(_CPU_LIBRARIES.match(value))
+    action, fix, text = _env_fix(f, 'OLLAMA_LLM_LIBRARY', 'OLLAMA_LLM_LIBRARY=%s' % value)
+    fix['suggest'] = suggest
+    if action == 'rewrite_dropin':
+        text = 'set OLLAMA_LLM_LIBRARY to %s in the inventory (existing dirs: %s), render %s again, daemon-reload, ' \
+               'restart' % (suggest or 'an existing cuda_v* dir', ', '.join(existing), f.dropin_path)
+    summary = ('OLLAMA_LLM_LIBRARY=%s forces the CPU backend' % value if forced_cpu else
+               'OLLAMA_LLM_LIBRARY=%s names no directory in %s (has: %s): Ollama skips every GPU backend'
+               % (value, f.p['ollama_lib_dir'], ', '.join(existing) or 'none'))
+    return [finding('LLM_LIBRARY_MISMATCH', 'error', summary,
+                    {'value': value, 'set_by': f.env_sources.get('OLLAMA_LLM_LIBRARY'), 'existing_dirs': existing,
+                     'running_value': (f.running_env or {}).get('OLLAMA_LLM_LIBRARY')}, action, text, **fix)]
+
+
+def visible_device_count(value, physical):
+    """How many devices CUDA shows for CUDA_VISIBLE_DEVICES=value with `physical` devices (None: unknown,
+    e.g. UUIDs). CUDA reads the list up to the first invalid entry."""
+    count = 0
+    seen = set()
+    for tok in value.split(','):
+        tok = tok.strip()
+        if not tok:
+            break
+        if tok.isdigit():
+            idx = int(tok)
+            if idx >= physical or idx in seen:
+                break
+            seen.add(idx)
+            count += 1
+        elif tok.upper().startswith('GPU-') or tok.upper().startswith('MIG-'):
+            return None if count == 0 else count
+        else:
+            break
+    return count
+
+
+def check_visible_devices(f):
+    value = f.unit_env.get('CUDA_VISIBLE_DEVICES')
+    running = (f.running_env or {}).get('CUDA_VISIBLE_DEVICES')
+    if value is None and running is None:
+        return []
+    shown = value if value is not None else running
+    physical = max(1, len(f.pci['nvidia']))
+    visible = visible_device_count(shown, physical)
+    action, fix, text = _env_fix(f, 'CUDA_VISIBLE_DEVICES', 'CUDA_VISIBLE_DEVICES')
+    if value is None:
+        action, fix, text = 'restart', {'daemon_reload': False}, \
+            'restart %s: only the running process still has CUDA_VISIBLE_DEVICES' % f.p['unit']
+    sev = 'error' if visible == 0 else 'warning'
+    summary = 'CUDA_VISIBLE_DEVICES=%r %s' % (shown, 'hides every device' if visible == 0 else
+                                             'is set (shows %s of %d device(s))' % (
+                                                 visible if visible is not None else 'an unknown number', physical))
+    return [finding('VISIBLE_DEVICES', sev, summary, {'value': value, 'running_value': running,
+                                                      'set_by': f.env_sources.get('CUDA_VISIBLE_DEVICES'),
+                                                      'devices': physical, 'visible': visible},
+                    action, text, **fix)]
+
+
+def check_sandbox(f):
+    """PrivateDevices=yes gives the service a /dev without the paravirtual device's node: an error.
+    ProtectKernelTunables=yes makes /sys and /proc/sys read-only (still readable): a warning."""
+    on = dict((k, v) for k, v in f.unit['sandbox'].items() if is_true(v))
+    if not on:
+        return []
+    set_by = dict((k, [s['path'] for s in _setting_sources(f, k)]) for k in on)
+    ours_dir, ours_name = os.path.split(f.dropin_path)
+    later = [p for ps in set_by.values() for p in ps
+             if os.path.dirname(p) == ours_dir and os.path.basename(p) > ours_name]
+    sev = 'error' if 'PrivateDevices' in on else 'warning'
+    what = 'device nodes are hidden from the service' if 'PrivateDevices' in on else \
+        '/sys and /proc/sys are read-only for the service'
+    settings = ', '.join('%s=%s' % kv for kv in sorted(on.items()))
+    return [finding('SANDBOX', sev, 'the unit has %s: %s' % (settings, what),
+                    {'settings': on, 'set_by': set_by}, 'override_sandbox',
+                    'write %s into %s%s, daemon-reload, restart' % (
+                        ', '.join('%s=no' % k for k in sorted(on)), f.dropin_path,
+                        ' and move %s (applied after it)' % ', '.join(later) if later else ''),
+                    settings=dict((k, 'no') for k in sorted(on)), path=f.dropin_path, set_by=set_by)]
+
+
+def _link_severity(f):
+    return 'warning' if _resolution_ok(f) else 'error'
+
+
+def check_link_missing(f):
+    missing = [l for l in f.links if l['state'] == 'missing']
+    if not missing:
+        return []
+    sev = _link_severity(f)
+    ev = {'paths': [l['path'] for l in missing], 'targets': sorted(set(l['target'] for l in missing)),
+          'runner_resolves_shim': _resolution_ok(f),
+          'resolution': [_short_resolution(r) for r in f.resolution_after_restart or []],
+          'log_lines': log_errors(f, 'shared_library')}
+    out = []
+    for target in sorted(set(l['target'] for l in missing)):
+        group = [l for l in missing if l['target'] == target]
+        out.append(finding('LINK_MISSING', sev, '%d link(s) to %s missing: %s%s' % (
+            len(group), target, ', '.join(l['path'] for l in group),
+            '' if sev == 'error' else ' (the runners still load the shim: %s)' % _how_resolved(f)),
+            dict(ev, paths=[l['path'] for l in group]), 'relink',
+            'run cuda_links for %s (names %s) to recreate them' % (
+                target, ', '.join(sorted(set(l['name'] for l in group)))),
+            target=target, names=sorted(set(l['name'] for l in group)), paths=[l['path'] for l in group],
+            replace_files=False))
+    return out
+
+
+def _how_resolved(f):
+    steps = sorted(set(r['step'] for r in f.resolution_after_restart or [] if r['step']))
+    return ', '.join(steps) or 'n/a'
+
+
+def _short_resolution(r):
+    return {'runner': r['runner'], 'name': r['name'], 'path': r['path'], 'step': r['step'], 'ok': r['ok']}
+
+
+def check_link_wrong(f):
+    out = []
+    drivers = set(d['real'] for d in f.drivers)
+    wrong = []
+    for l in f.links:
+        st = l['state']
+        if st in ('ok', 'missing', 'dir_missing', 'is_target'):
+            continue
+        if st in ('elsewhere', 'foreign_file') and realpath(l['path']) in drivers:
+            continue   # DRIVER_SHADOW reports it; remediate must not replace a driver
+        wrong.append(l)
+    if wrong:
+        resolved_paths = set(r['path'] for r in f.resolution_after_restart or [] if not r['ok'] and r['path'])
+        loaded_wrong = [l['path'] for l in wrong if l['path'] in resolved_paths]
+        only_copies = all(l['state'] == 'copy' for l in wrong)
+        sev = 'error' if loaded_wrong or (not only_copies and _resolution_ok(f) is not True) else 'warning'
+        for target in sorted(set(l['target'] for l in wrong)):
+            group = [l for l in wrong if l['target'] == target]
+            desc = []
+            for l in group:
+                if l['state'] == 'dangling':
+                    desc.append('%s dangles (-> %s)' % (l['path'], l['link']))
+                elif l['state'] == 'elsewhere':
+                    desc.append('%s -> %s' % (l['path'], l['link']))
+                elif l['state'] == 'copy':
+                    desc.append('%s is a regular-file copy of the shim' % l['path'])
+                elif l['state'] == 'foreign_file':
+                    desc.append('%s is a regular file that is not the shim (sha256 %s)' % (l['path'], l.get('sha256')))
+                else:
+                    desc.append('%s is a %s' % (l['path'], l.get('on_disk')))
+            files = any(l['state'] in ('copy', 'foreign_file') for l in group)
+            out.append(finding('LINK_WRONG', sev, '; '.join(desc), {
+                'links': [dict((k, l.get(k)) for k in ('path', 'state', 'link', 'sha256', 'resolves_to'))
+                          for l in group],
+                'loaded_by_runner': loaded_wrong, 'target': target}, 'relink',
+                'run cuda_links for %s%s to point them at the shim' % (
+                    target, ' with replace_files: true (the files are kept as hidden backups)' if files else ''),
+                target=target, names=sorted(set(l['name'] for l in group)), paths=[l['path'] for l in group],
+                replace_files=files))
+    # a wrong libcuda.so.1 found by a runner outside the managed links
+    managed = set(l['path'] for l in f.links)
+    stray = {}
+    for r in f.resolution_after_restart or []:
+        if (r['path'] and not r['ok'] and r['path'] not in managed and realpath(r['path']) not in drivers
+                and not (r['step'] or '').startswith(('LD_PRELOAD', '/etc/ld.so.preload'))):
+            stray.setdefault(r['path'], []).append(r['runner'])
+    for path, runners in sorted(stray.items()):
+        out.append(finding('LINK_WRONG', 'error', 'runner(s) %s load %s, which is not the shim' % (
+            ', '.join(sorted(set(runners))), path), {'path': path, 'real_path': realpath(path),
+                                                   'runners': sorted(set(runners))}, 'manual',
+            'remove or rename %s (not managed by this toolkit), or put the shim before it on the runner\'s path'
+            % path, path=path))
+    return out
+
+
+def _desired_env_problems(f):
+    """What the unit's own environment lacks for the strategy (missing drop-in, wrong paths)."""
+    p = f.p
+    env = f.unit_env
+    problems = []
+    if p['strategy'] == 'preload':
+        entries = split_preload(env.get('LD_PRELOAD'))
+        want = [p['shim']] + ([p['nvml_shim']] if p.get('nvml_shim') else [])
+        pos = []
+        for w in want:
+            idx = [i for i, e in enumerate(entries) if e == w or _same_file(e, w)]
+            if not idx:
+                problems.append('LD_PRELOAD of the unit does not contain %s' % w)
+            else:
+                pos.append(idx[0])
+        if len(pos) == len(want) and pos != sorted(pos):
+            problems.append('LD_PRELOAD has the NVML shim before the CUDA shim')
+    else:
+        shim_dir = os.path.dirname(p['shim'])
+        dirs = split_path_list(env.get('LD_LIBRARY_PATH'))
+        if not dirs or os.path.normpath(dirs[0]) != os.path.normpath(shim_dir):
+            problems.append('LD_LIBRARY_PATH of the unit does not start with %s' % shim_dir)
+    return problems
+
+
+def check_preload_not_applied(f):
+    out = []
+    problems = _desired_env_problems(f)
+    if problems:
+        ok = _resolution_ok(f)
+        ev = {'problems': problems, 'unit_environment': dict((k, f.unit_env.get(k)) for k in PROCESS_VARIABLES
+                                                             if k in f.unit_env),
+              'dropin': f.dropin_path, 'dropin_exists': os.path.exists(f.dropin_path),
+              'runner_resolves_shim': ok}
+        out.append(finding('PRELOAD_NOT_APPLIED', 'warning' if ok else 'error',
+                           'the unit\'s environment is not the %s layout: %s' % (f.p['strategy'], problems[0]),
+                           ev, 'rewrite_dropin', 'render %s for the %s strategy (systemd_dropin_env), '
+                           'daemon-reload, restart %s' % (f.dropin_path, f.p['strategy'], f.p['unit']),
+                           path=f.dropin_path, strategy=f.p['strategy']))
+    # the current start could not preload a file that is there and readable now: fixed since, not applied
+    uid, gids = f.unit.get('uid'), f.unit.get('gids')
+    healed = [x for x in preload_failures(f) if os.path.exists(x['path'])
+              and (uid is None or readable_by(x['path'], uid, gids)[0])]
+    if healed:
+        out.append(finding('PRELOAD_NOT_APPLIED', 'error', 'the current start could not preload %s, which is in '
+                           'place and readable now: the service has not been restarted since it was fixed'
+                           % ', '.join(sorted(set(x['path'] for x in healed))),
+                           {'log_lines': [x['line'] for x in healed], 'paths': sorted(set(x['path'] for x in healed))},
+                           'restart', 'restart %s' % f.p['unit'], daemon_reload=bool(f.unit.get('reload_pending'))))
+    running = f.running_env
+    if running is None:
+        return out
+    diffs = []
+    for v in PROCESS_VARIABLES:
+        if running.get(v) != f.unit_env.get(v):
+            diffs.append({'variable': v, 'running': running.get(v), 'unit': f.unit_env.get(v)})
+    reload_needed = f.unit.get('reload_pending')
+    if not diffs and not reload_needed:
+        return out
+    file_diffs = [{'variable': v, 'files': f.unit_env_files.get(v), 'systemd': f.unit_env_shown.get(v)}
+                  for v in PROCESS_VARIABLES if f.unit_env_files.get(v) != f.unit_env_shown.get(v)]
+    main = [pr for pr in f.processes if pr['role'] == 'main']
+    ev = {'main_pid': f.unit.get('main_pid'), 'differences': diffs, 'need_daemon_reload': bool(reload_needed),
+          'files_vs_systemd': file_diffs,
+          'shim_mapped_in_main': main[0]['shim_mapped'] if main else None,
+          'resolution_now': [_short_resolution(r) for r in f.resolution],
+          'resolution_after_restart': [_short_resolution(r) for r in f.resolution_after_restart or []]}
+    what = ', '.join(d['variable'] for d in diffs)
+    out.append(finding('PRELOAD_NOT_APPLIED', 'error' if diffs else 'warning',
+                       'the running service (PID %s) %s' % (
+                           f.unit.get('main_pid'),
+                           'does not have the unit\'s environment (%s differ%s)' % (
+                               what, '; systemd has not reloaded the changed unit files' if reload_needed else '')
+                           if diffs else 'runs on unit files systemd has not reloaded (daemon-reload needed)'),
+                       ev, 'restart', '%srestart %s' % ('daemon-reload, then ' if reload_needed else '', f.p['unit']),
+                       daemon_reload=bool(reload_needed)))
+    return out
+
+
+def check_preload_hijack_risk(f):
+    if not f.unsafe:
+        return []
+    paths = [u['path'] for u in f.unsafe if u['mode'] is not None]
+    return [finding('PRELOAD_HIJACK_RISK', 'error', '%d path(s) that decide what the service loads are writable by '
+                    'non-root users: %s' % (len(f.unsafe), '; '.join('%s (%s)' % (u['path'], u['problem'])
+                                                                     for u in f.unsafe[:4])),
+                    {'components': f.unsafe}, 'fix_shim_mode',
+                    'chown root:root and chmod go-w %s' % ', '.join(paths), paths=paths)]
+
+
+def check_discovery_timeout(f):
+    lines = log_errors(f, 'discovery_timeout')
+    if not lines:
+        return []
+    gpu = _gpu_start(f)
+    return [finding('DISCOVERY_TIMEOUT', 'warning' if gpu else 'error',
+                    'GPU discovery timed out in the current start (%d runner(s))%s' % (
+                        len(lines), '; another backend found the GPU' if gpu else ''),
+                    {'log_lines': lines, 'mode': log_mode(f), 'source': (f.log or {}).get('source')}, 'restart',
+                    'restart %s once; if it times out again the shim hangs in cuInit - check the host side of the '
+                    'vGPU (the guest cannot fix that)' % f.p['unit'], daemon_reload=False)]
+
+
+CHECKS = (
+    ('NO_DEVICE', check_no_device),
+    ('SNAP_OLLAMA', check_snap_ollama),
+    ('GLOBAL_PRELOAD', check_global_preload),
+    ('DRIVER_SHADOW', check_driver_shadow),
+    ('SHIM_BAD', check_shim_bad),
+    ('SHIM_UNREADABLE', check_shim_unreadable),
+    ('SHIM_UNDEFINED_SYMBOL', check_shim_undefined_symbol),
+    ('PRELOAD_MISSING_FILE', check_preload_missing_file),
+    ('PRELOAD_INTERPOSES_LOADER', check_preload_interposes_loader),
+    ('PRELOAD_CONFLICT', check_preload_conflict),
+    ('LLM_LIBRARY_MISMATCH', check_llm_library_mismatch),
+    ('VISIBLE_DEVICES', check_visible_devices),
+    ('SANDBOX', check_sandbox),
+    ('LINK_MISSING', check_link_missing),
+    ('LINK_WRONG', check_link_wrong),
+    ('PRELOAD_NOT_APPLIED', check_preload_not_applied),
+    ('PRELOAD_HIJACK_RISK', check_preload_hijack_risk),
+    ('DISCOVERY_TIMEOUT', check_discovery_timeout),
+)
+
+
+def order_findings(findings):
+    """Errors, then warnings, then info; within a severity by PRIORITY; stable otherwise."""
+    return sorted(findings, key=lambda x: (_SEVERITY_RANK[x['severity']], PRIORITY.index(x['code'])))
+
+
+def diagnose(f):
+    findings = []
+    for _code, check in CHECKS:
+        findings.extend(check(f))
+    return order_findings(findings)
+
+
+def summary_line(findings, v, healthy):
+    errors = [x for x in findings if x['severity'] == 'error']
+    warnings = [x for x in findings if x['severity'] == 'warning']
+    mode = ('%s mode' % v['mode'].upper()) if v else 'no verdict in the log'
+    if healthy:
+        return 'healthy (%s)%s' % (mode, ', %d warning(s): %s' % (len(warnings), ', '.join(
+            sorted(set(w['code'] for w in warnings)))) if warnings else '')
+    if errors:
+        others = []
+        for e in errors[1:]:
+            if e['code'] not in others:
+                others.append(e['code'])
+        return '%s: %s (%s%s%s)' % (errors[0]['code'], errors[0]['summary'], mode,
+                                   '; %d more error(s): %s' % (len(errors) - 1, ', '.join(others)) if others else '',
+                                   '; %d warning(s)' % len(warnings) if warnings else '')
+    return 'not healthy: %s but no cause found among the %d codes%s' % (
+        mode, len(CODES), ' (warnings: %s)' % ', '.join(sorted(set(w['code'] for w in warnings))) if warnings else '')
+
+
+def doctor(params, paths=None, probe=None):
+    """Gather, diagnose, and build the module's result (without changed/elapsed bookkeeping)."""
+    began = time.time()
+    paths = paths or SystemPaths(params.get('root') or '/')
+    probe = probe or Probe()
+    f = gather(params, paths, probe)
+    findings = diagnose(f)
+    v = verdict(f)
+    healthy = not any(x['severity'] == 'error' for x in findings) and (v is None or v['mode'] == 'gpu')
+    if v is not None and v['mode'] == 'unknown':
+        healthy = not any(x['severity'] == 'error' for x in findings)
+    return {
+        'findings': findings,
+        'healthy': healthy,
+        'verdict': v,
+        'resolution': [dict((k, r.get(k)) for k in ('runner', 'name', 'path', 'real', 'step', 'ok', 'is_shim',
+                                                    'copy_of_shim', 'error', 'skipped', 'env', 'search_path'))
+                       for r in f.resolution],
+        'summary': summary_line(findings, v, healthy),
+        'links': f.links,
+        'service': dict((k, f.unit.get(k)) for k in ('name', 'load_state', 'active_state', 'sub_state', 'main_pid',
+                                                      'user', 'group', 'uid', 'gids', 'user_error', 'dynamic_user',
+                                                      'unit_file', 'sandbox', 'need_daemon_reload',
+                                                      'reload_pending')),
+        'environment': {'unit': f.unit_env, 'running': f.running_env, 'sources': f.env_sources,
+                        'dropins': f.dropins, 'our_dropin': f.dropin_path},
+        'processes': f.processes,
+        'shims': dict((k, dict((kk, s[kk]) for kk in ('path', 'exists', 'sha256', 'expected_sha256', 'soname',
+                                                        'elf', 'problems', 'interposed')))
+                      for k, s in f.shims.items()),
+        'log_source': (f.log or {}).get('source'),
+        'notes': f.notes + ([f.log['error']] if f.log and f.log.get('error') else []),
+        'elapsed': round(time.time() - began, 3),
+    }
+
+
+def normalize_params(p):
+    """Fill strategy-dependent defaults; raise ValueError with a sentence on bad input."""
+    p = dict(p)
+    if not p.get('shim'):
+        p['shim'] = DEFAULT_SHIM[p['strategy']]
+    for key in ('shim', 'nvml_shim', 'ollama_lib_dir', 'log_path'):
+        if p.get(key) and not os.path.isabs(p[key]):
+            raise ValueError('%s must be an absolute path, got %r' % (key, p[key]))
+    for key in ('shim', 'nvml_shim', 'ollama_lib_dir'):
+        if p.get(key):
+            p[key] = os.path.normpath(p[key])
+    for d in p.get('link_dirs') or []:
+        if not os.path.isabs(d):
+            raise ValueError('link_dirs must be absolute paths, got %r' % d)
+    for n in p.get('link_names') or []:
+        if not n or '/' in n:
+            raise ValueError('link_names must be plain file names, got %r' % n)
+    if '/' in (p.get('dropin') or '/') or not p['dropin'].endswith('.conf'):
+        raise ValueError('dropin must be a file name ending in .conf, got %r' % p.get('dropin'))
+    for key in ('shim_sha256', 'nvml_sha256'):
+        if p.get(key):
+            p[key] = normalize_sha256(p[key])
+    if (p.get('log_timeout') or 0) < 0:
+        raise ValueError('log_timeout must be 0 or more seconds')
+    return p
