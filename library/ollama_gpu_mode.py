@@ -222,43 +222,11 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_log import (CommandSource, FileSource, check_expectations, follow_log,
                                              hint_for, parse_size, summarize, total_vram_bytes)
-from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, log_sink, systemctl_show,
-                                               try_systemctl_show, unit_start_epoch)
-
-# the start written by the current process may carry a time a little before systemd's own stamp
-START_CLOCK_SLACK = 2.0
+from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, boot_id, journal_command, log_sink,
+                                               start_not_older_than, systemctl_show, try_systemctl_show,
+                                               unit_start_epoch)
 RUNNING_STATES = ('active', 'reloading')
 UNIT_PROPERTIES = ('LoadState', 'ActiveState', 'SubState', 'InvocationID', 'MainPID') + LOG_SINK_PROPERTIES
-
-
-def boot_id():
-    try:
-        with open('/proc/sys/kernel/random/boot_id') as f:
-            return f.read().strip().replace('-', '')
-    except (IOError, OSError):
-        return None
-
-
-def journal_command(journalctl, unit_id, invocation, main_pid, boot):
-    """journalctl argv that follows the current invocation's entries from its first one.
-
-    The invocation match is the exact scope; the second term (this unit, this main PID, this boot)
-    catches journals that record no _SYSTEMD_INVOCATION_ID for stream entries (some containers)."""
-    # no --quiet: journalctl's warning about unreadable journals must reach the failure message
-    argv = [journalctl, '--no-pager', '--follow', '--no-tail', '--output=cat']
-    terms = []
-    if invocation:
-        terms.append(['_SYSTEMD_INVOCATION_ID=%s' % invocation])
-    if main_pid and main_pid != '0':
-        term = ['_SYSTEMD_UNIT=%s' % unit_id, '_PID=%s' % main_pid]
-        if boot:
-            term.append('_BOOT_ID=%s' % boot)
-        terms.append(term)
-    for i, term in enumerate(terms):
-        if i:
-            argv.append('+')
-        argv.extend(term)
-    return argv
 
 
 def wait_for_unit(module, unit, deadline):
@@ -295,13 +263,7 @@ def live_source(module, unit, source, deadline):
         if not path:
             fail_early(module, 'source=file but unit %s has no file sink (%s): use source=journal or '
                                'log_path' % (unit, sink['setting']), 'unit:%s' % unit)
-        started = unit_start_epoch(module, unit)
-
-        def accept_start(result):
-            if started is None or result.get('start_epoch') is None:
-                return result.get('starts', 0) > 0
-            return result['start_epoch'] >= started - START_CLOCK_SLACK
-
+        accept_start = start_not_older_than(unit_start_epoch(module, unit))
         return FileSource(path), 'file:%s' % path, accept_start, props
     if kind == 'journal':
         journalctl = module.get_bin_path('journalctl', required=True)

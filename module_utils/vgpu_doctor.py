@@ -39,9 +39,9 @@ from ansible.module_utils.vgpu_fs import (
     unsafe_path_components, user_ids,
 )
 from ansible.module_utils.vgpu_systemd import (
-    CONFLICT_VARIABLES, UNIT_DIRS, dropin_files, effective_environment, environment_of_text, find_conflicts,
-    find_unit_file, log_sink, parse_show_environment, parse_systemd_timestamp, parse_unit_text, read_proc_environ,
-    try_systemctl_show, unit_files_setting,
+    CONFLICT_VARIABLES, UNIT_DIRS, boot_id, dropin_files, effective_environment, environment_of_text,
+    find_conflicts, find_unit_file, journal_command, log_sink, parse_show_environment, parse_systemd_timestamp,
+    parse_unit_text, read_proc_environ, start_not_older_than, try_systemctl_show, unit_files_setting,
 )
 from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
 
@@ -1046,18 +1046,6 @@ _PRELOAD_FAIL_RE = re.compile(
 _UNDEFINED_RE = re.compile(r'(/\S+?):? undefined symbol: ([A-Za-z0-9_@.]+)')
 
 
-def journal_argv(journalctl, props, unit):
-    """journalctl argv for the unit's current invocation (this boot's unit log when there is no
-    InvocationID); follows only when the caller wants to wait for the verdict."""
-    argv = [journalctl, '--no-pager', '--output=cat']
-    invocation = (props or {}).get('InvocationID')
-    if invocation:
-        argv.append('_SYSTEMD_INVOCATION_ID=%s' % invocation)
-    else:
-        argv.extend(['-b', '-u', unit])
-    return argv
-
-
 def _gather_log(f, probe):
     p = f.p
     timeout = max(0.0, float(p.get('log_timeout') or 0))
@@ -1075,17 +1063,15 @@ def _gather_log(f, probe):
         if sink['kind'] == 'file' and sink['path']:
             kind, what, desc = 'file', sink['path'], 'file:%s' % sink['path']
             if started is not None:
-                def accept(result):
-                    return result.get('start_epoch') is None or result['start_epoch'] >= started - 2.0
+                accept = start_not_older_than(started)
         elif sink['kind'] == 'journal':
             journalctl = probe.which('journalctl')
             if not journalctl:
                 f.log = {'source': None, 'error': 'journalctl not found', 'result': None}
                 return
-            argv = journal_argv(journalctl, props, f.p['unit'])
-            if timeout > 0:
-                argv[2:2] = ['--follow', '--no-tail']     # -f alone would start at the last 10 lines
-            else:
+            argv = journal_command(journalctl, props.get('Id') or f.p['unit'], props.get('InvocationID'),
+                                   props.get('MainPID'), boot_id(), follow=timeout > 0)
+            if not timeout > 0:
                 # journalctl without --follow ends when it has printed the invocation: wait for that, no longer
                 timeout = JOURNAL_READ_LIMIT
             kind, what, desc = 'journal', argv, 'journal:%s' % ' '.join(a for a in argv[1:] if not a.startswith('--'))

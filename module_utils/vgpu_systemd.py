@@ -527,3 +527,54 @@ def unit_start_epoch(module, unit):
             if epoch is not None:
                 return epoch
     return None
+
+
+# ---- reading the current start's log (shared by ollama_gpu_mode and vgpu_doctor)
+
+# a start written by the current process may carry a time a little before systemd's own stamp
+START_CLOCK_SLACK = 2.0
+
+
+def boot_id(path='/proc/sys/kernel/random/boot_id'):
+    """This boot's id as journald writes it in _BOOT_ID (no dashes), or None."""
+    try:
+        with open(path) as f:
+            return f.read().strip().replace('-', '')
+    except (IOError, OSError):
+        return None
+
+
+def journal_command(journalctl, unit_id, invocation, main_pid, boot, follow=True):
+    """journalctl argv for the current invocation's entries, from its first one.
+
+    The invocation match is the exact scope; the second term (this unit, this main PID, this boot)
+    catches journals that record no _SYSTEMD_INVOCATION_ID for stream entries (some containers).
+    With neither (a stopped unit), this boot's log of the unit. ``follow`` keeps reading as the log
+    grows (--no-tail: -f alone would start at the last 10 lines)."""
+    # no --quiet: journalctl's warning about unreadable journals must reach the caller's message
+    argv = [journalctl, '--no-pager'] + (['--follow', '--no-tail'] if follow else []) + ['--output=cat']
+    terms = []
+    if invocation:
+        terms.append(['_SYSTEMD_INVOCATION_ID=%s' % invocation])
+    if main_pid and main_pid != '0':
+        term = ['_SYSTEMD_UNIT=%s' % unit_id, '_PID=%s' % main_pid]
+        if boot:
+            term.append('_BOOT_ID=%s' % boot)
+        terms.append(term)
+    if not terms:
+        return argv + ['-b', '-u', unit_id]
+    for i, term in enumerate(terms):
+        if i:
+            argv.append('+')
+        argv.extend(term)
+    return argv
+
+
+def start_not_older_than(started):
+    """accept_start predicate for a file sink: the file's last start belongs to the current process
+    when it is not older than the unit's ExecMainStartTimestamp (epoch ``started``, may be None)."""
+    def accept(result):
+        if started is None or result.get('start_epoch') is None:
+            return result.get('starts', 0) > 0
+        return result['start_epoch'] >= started - START_CLOCK_SLACK
+    return accept

@@ -1237,13 +1237,25 @@ def make_handler(state):
         def _send(self, status, body, ctype="application/json; charset=utf-8"):
             if not isinstance(body, bytes):
                 body = body.encode("utf-8")
+            self._status = status
+            # logged before the body goes out: a client that has its answer has its access line too
+            self._log_access()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            self._status = status
+
+        def _log_access(self):
+            if self._logged:
+                return
+            self._logged = True
+            ip = self.client_address[0]
+            if ip.startswith("::ffff:"):
+                ip = ip[len("::ffff:"):]  # Go reports v4-mapped peers as IPv4
+            emit(sys.stdout, gin_line(self._status, int((time.time() - self._start) * 1e9),
+                                      ip, self.command, self.path) + "\n")
 
         def _json(self, status, obj):
             self._send(status, json.dumps(obj, separators=(",", ":")))
@@ -1256,19 +1268,16 @@ def make_handler(state):
             return json.loads(raw.decode("utf-8"))
 
         def _handle(self):
-            start = time.time()
+            self._start = time.time()
             self._status = 500
+            self._logged = False
             path = self.path.split("?", 1)[0]
             try:
                 self.route(path)
             except (ValueError, KeyError) as e:
                 self._json(400, {"error": str(e)})
             finally:
-                ip = self.client_address[0]
-                if ip.startswith("::ffff:"):
-                    ip = ip[len("::ffff:"):]  # Go reports v4-mapped peers as IPv4
-                emit(sys.stdout, gin_line(self._status, int((time.time() - start) * 1e9),
-                                          ip, self.command, self.path) + "\n")
+                self._log_access()
 
         do_GET = do_POST = do_HEAD = do_DELETE = _handle
 
