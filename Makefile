@@ -43,8 +43,8 @@ molecule: image sim
 
 test: unit lint molecule
 
-bench: fleet
-	bench/run
+bench: image sim
+	bench/run $(BENCH_ARGS)
 
 clean: fleet-down
 	-podman rm -f $$(podman ps -aq --filter label=owner=molecule) 2>/dev/null
