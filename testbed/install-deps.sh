@@ -13,6 +13,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Every systemd test instance (podman container or nspawn host) takes about 8 inotify instances from
+# one machine-wide limit; Debian's 128 stops at ~12 instances ("Too many open files" at boot).
+if [ "$(sysctl -n fs.inotify.max_user_instances)" -lt 1024 ]; then
+  sysctl -qw fs.inotify.max_user_instances=1024
+fi
 # podman: runc and explicit ulimits (see testbed/containers.conf); exported by the Makefile too
 py=/usr/bin/python3
 if [ ! -x "$top/venv/bin/ansible-playbook" ] || ! cmp -s "$top/requirements.txt" "$top/venv/.requirements.txt"; then
