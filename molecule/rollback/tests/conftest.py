@@ -1,0 +1,8 @@
+"""Run testinfra commands through `podman exec` directly (the ansible:// backend costs about a second each)."""
+import pytest
+import testinfra
+
+
+@pytest.fixture
+def host(host):
+    return testinfra.get_host("podman://" + host.backend.host)
