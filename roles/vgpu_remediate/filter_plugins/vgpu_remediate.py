@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Turn vgpu_doctor findings into what the vgpu_remediate role does (controller side, pure functions).
+"""Filters of the vgpu_remediate role.
+
+vgpu_remediate_plan(findings, ...)       doctor findings -> the plan: refused (with the manual steps) or the
+                                         safe fixes to apply, grouped by the role that applies them
+vgpu_remediate_strip_unit(text, variables, settings)
+                                         a unit or drop-in text without the Environment= assignments of
+                                         `variables` and without the [Service] `settings`; '' when no
+                                         setting is left (the file is then only moved aside)
+vgpu_remediate_strip_preload(text, entries)
+                                         /etc/ld.so.preload without `entries`; '' when nothing is left
+vgpu_remediate_moves(plan, edits)        [{path, action}] of the files to move aside
+vgpu_remediate_moved_label(item, stamp)  one of them, as the host's line says it
+vgpu_remediate_cause(cause)              one plan.causes entry -> 'CODE (severity)'
+vgpu_remediate_edits(slurped)            slurp results of the files in plan.strip -> [{path, text, variables,
+                                         settings}] with each file's text after vgpu_remediate_strip_unit
+
+Only the doctor decides what is wrong; this file decides what remediate may do about it. A host is refused
+(left untouched) when a person must act first: a finding whose code is in refuse_codes (a real driver, no
+PCI device, a snap Ollama), an error whose fix is manual, a strategy switch (an inventory decision), a drop-in
+of our own that carries a bad variable from the inventory, a variable set outside the unit files, a file
+remediate must not edit (outside /etc/systemd/system), or a shim to reinstall without the artifact to
+reinstall it from.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import base64
+import os
+import re
+
+# directories whose mode must never be set to 0755 (sticky, shared, or not files at all)
+NEVER_CHMOD = ('/', '/tmp', '/var/tmp', '/dev/shm', '/proc', '/sys', '/dev', '/run')
+
+
+def _norm(path):
+    return os.path.normpath(path) if path else path
+
+
+def _editable(path, unit, systemd_dir):
+    """A file remediate may move aside or edit: the unit's own drop-in directory or the unit file, under
+    the admin directory (package-owned files in /usr/lib are not ours to change)."""
+    if not path:
+        return False
+    path = _norm(path)
+    return (os.path.dirname(path) == _norm(os.path.join(systemd_dir, unit + '.d'))
+            or path == _norm(os.path.join(systemd_dir, unit)))
+
+
+def _refusal(f, text=None):
+    return {'code': f.get('code'), 'severity': f.get('severity'), 'summary': f.get('summary'),
+            'manual': text or f.get('fix_text')}
+
+
+def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/systemd/system/ollama.service.d/vgpu.conf',
+                        systemd_dir='/etc/systemd/system', warning_actions=None, refuse_codes=None,
+                        artifacts=None):
+    """The plan for one host.
+
+    findings         the doctor's findings (ordered, most likely cause first)
+    warning_actions  fix actions also applied for warnings (errors always get theirs)
+    refuse_codes     codes that refuse the host at warning or error severity
+    artifacts        {kind: bool} whether the inventory gives the shim artifact of that kind (cuda, nvml)
+    """
+    warning_actions = list(warning_actions or [])
+    refuse_codes = list(refuse_codes or [])
+    artifacts = artifacts or {}
+    dropin_path = _norm(dropin_path)
+    plan = {
+        'refused': False, 'refusals': [], 'causes': [], 'acted_on': [], 'not_acted_on': [],
+        'reinstall_shim': [], 'fix_modes': [], 'global_preload': None, 'move_dropins': [],
+        'strip': [], 'sandbox_settings': {}, 'rewrite_dropin': False,
+        'relink': False, 'relink_replace_files': False, 'relink_names': [], 'restart': False,
+        'daemon_reload': False,
+    }
+    strip = {}      # path -> {'variables': [...], 'settings': [...]}
+
+    def add_strip(path, variables=(), settings=()):
+        entry = strip.setdefault(_norm(path), {'variables': [], 'settings': []})
+        for v in variables:
+            if v not in entry['variables']:
+                entry['variables'].append(v)
+        for k in settings:
+            if k not in entry['settings']:
+                entry['settings'].append(k)
+
+    for f in findings or []:
+        sev = f.get('severity')
+        if sev not in ('error', 'warning'):
+            continue
+        fix = f.get('fix') or {}
+        action = fix.get('action')
+        plan['causes'].append({'code': f.get('code'), 'severity': sev, 'summary': f.get('summary'),
+                               'action': action})
+        if f.get('code') in refuse_codes:
+            plan['refusals'].append(_refusal(f))
+            continue
+        if sev == 'warning' and action not in warning_actions:
+            plan['not_acted_on'].append({'code': f.get('code'), 'severity': sev, 'action': action,
+                                         'fix_text': f.get('fix_text')})
+            continue
+        refusal = None
+        if action == 'manual':
+            refusal = _refusal(f)
+        elif action == 'switch_strategy':
+            refusal = _refusal(f, 'set vgpu_strategy: %s in the inventory and run site.yml (a layout is an '
+                                  'inventory decision: remediate does not switch it); %s'
+                               % (fix.get('strategy'), f.get('fix_text')))
+        elif action == 'rewrite_dropin' and fix.get('variable'):
+            refusal = _refusal(f, 'remove %s from the inventory variables that render %s (ollama_vgpu_unit_'
+                                  'environment), then run site.yml; %s'
+                               % (fix.get('variable'), fix.get('path'), f.get('fix_text')))
+        elif action == 'reinstall_shim' and not artifacts.get(fix.get('kind') or 'cuda'):
+            refusal = _refusal(f, 'set vgpu_shim_%s_src to your %s shim build (and its sha256), then run remediate '
+                                  'again; %s' % (fix.get('kind') or 'cuda', fix.get('kind') or 'cuda',
+                                                 f.get('fix_text')))
+        elif action == 'move_conflicting_dropin' and (not _editable(fix.get('path'), unit, systemd_dir)
+                                                      or _norm(fix.get('path')) == dropin_path):
+            refusal = _refusal(f, 'move %s aside by hand (remediate only edits %s and its drop-in directory); %s'
+                               % (fix.get('path'), os.path.join(systemd_dir, unit), f.get('fix_text')))
+        elif action == 'unset_env' and not fix.get('path'):
+            # UnsetEnvironment= in our drop-in would work, but vgpu_doctor does not model it: the host would be
+            # reported (and restarted) forever
+            refusal = _refusal(f, 'remove %s where it is set (EnvironmentFile=, systemctl set-environment, a unit '
+                                  'directory outside %s), daemon-reload and restart; %s'
+                               % (fix.get('variable'), systemd_dir, f.get('fix_text')))
+        elif action == 'unset_env' and not _editable(fix.get('path'), unit, systemd_dir):
+            refusal = _refusal(f, 'remove %s from %s by hand (remediate only edits %s and its drop-in '
+                                  'directory); %s' % (fix.get('variable'), fix.get('path'),
+                                                      os.path.join(systemd_dir, unit), f.get('fix_text')))
+        elif action == 'fix_shim_mode':
+            bad = [p for p in fix.get('paths') or [] if _norm(p) in NEVER_CHMOD]
+            if bad:
+                refusal = _refusal(f, 'fix the permissions of %s by hand (remediate never sets 0755 on it); %s'
+                                   % (', '.join(bad), f.get('fix_text')))
+        if refusal:
+            plan['refusals'].append(refusal)
+            continue
+
+        plan['acted_on'].append({'code': f.get('code'), 'severity': sev, 'action': action})
+        if action == 'relink':
+            plan['relink'] = True
+            plan['relink_replace_files'] = plan['relink_replace_files'] or bool(fix.get('replace_files'))
+            for n in fix.get('names') or []:
+                if n not in plan['relink_names']:
+                    plan['relink_names'].append(n)
+        elif action == 'reinstall_shim':
+            kind = fix.get('kind') or 'cuda'
+            if kind not in plan['reinstall_shim']:
+                plan['reinstall_shim'].append(kind)
+        elif action == 'fix_shim_mode':
+            for p in fix.get('paths') or []:
+                if p not in plan['fix_modes']:
+                    plan['fix_modes'].append(p)
+        elif action == 'remove_global_preload':
+            gp = plan['global_preload'] or {'path': fix.get('path') or '/etc/ld.so.preload', 'entries': []}
+            for e in fix.get('entries') or []:
+                if e not in gp['entries']:
+                    gp['entries'].append(e)
+            plan['global_preload'] = gp
+        elif action == 'move_conflicting_dropin':
+            p = _norm(fix['path'])
+            if p not in plan['move_dropins']:
+                plan['move_dropins'].append(p)
+        elif action == 'unset_env':
+            # the assignment goes, the rest of the file stays (the original is kept beside it)
+            variables = fix.get('variables') or [fix.get('variable')]
+            add_strip(fix['path'], variables=[v for v in variables if v])
+        elif action == 'override_sandbox':
+            plan['sandbox_settings'].update(fix.get('settings') or {})
+            # a drop-in applied after ours that sets them again would win: take the settings out of it
+            ours_dir, ours_name = os.path.split(dropin_path)
+            for key, paths in (fix.get('set_by') or {}).items():
+                for p in paths:
+                    if (_norm(os.path.dirname(p)) == ours_dir and os.path.basename(p) > ours_name
+                            and _editable(p, unit, systemd_dir)):
+                        add_strip(p, settings=[key])
+        elif action == 'rewrite_dropin':
+            plan['rewrite_dropin'] = True
+        elif action == 'restart':
+            plan['restart'] = True
+            plan['daemon_reload'] = plan['daemon_reload'] or bool(fix.get('daemon_reload'))
+
+    # a file that is moved aside needs no editing
+    plan['strip'] = [{'path': p, 'variables': v['variables'], 'settings': v['settings']}
+                     for p, v in sorted(strip.items()) if p not in plan['move_dropins']]
+    plan['refused'] = len(plan['refusals']) > 0
+    if plan['refused']:
+        # all or nothing: a refused host gets no fix at all, not even the safe ones
+        plan['not_acted_on'] = [dict(a, fix_text='(host refused)') for a in plan['acted_on']] + plan['not_acted_on']
+        plan.update({'acted_on': [], 'reinstall_shim': [], 'fix_modes': [], 'global_preload': None,
+                     'move_dropins': [], 'strip': [], 'sandbox_settings': {},
+                     'rewrite_dropin': False, 'relink': False, 'relink_replace_files': False, 'relink_names': [],
+                     'restart': False, 'daemon_reload': False})
+    plan['has_fixes'] = bool(plan['acted_on'])
+    return plan
+
+
+# ------------------------------------------------------------------------------------------ unit text edits
+
+def _words(value):
+    """Raw words of a setting value (quotes and escapes kept), split like systemd's extract_first_word."""
+    words = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i] in ' \t':
+            i += 1
+        if i >= n:
+            break
+        start, quote = i, None
+        while i < n:
+            c = value[i]
+            if c == '\\':
+                i += 2
+                continue
+            if quote:
+                if c == quote:
+                    quote = None
+            elif c in ('"', "'"):
+                quote = c
+            elif c in ' \t':
+                break
+            i += 1
+        words.append(value[start:i])
+    return words
+
+
+def _word_name(word):
+    """The variable name of one raw Environment= word ("NAME=value", NAME="value", 'NAME=...')."""
+    name = word.split('=', 1)[0] if '=' in word else ''
+    return re.sub(r'["\'\\]', '', name)
+
+
+def _logical_lines(text):
+    """(raw_lines, joined) pairs: a line ending in an odd number of backslashes continues on the next."""
+    out, pending = [], None
+    for raw in text.splitlines():
+        if pending is not None:
+            pending[0].append(raw)
+            stripped = raw.rstrip()
+            if (len(stripped) - len(stripped.rstrip('\\'))) % 2 == 1:
+                pending[1] = pending[1] + ' ' + stripped[:-1].strip()
+                continue
+            pending[1] = pending[1] + ' ' + raw.strip()
+            out.append((pending[0], pending[1]))
+            pending = None
+            continue
+        stripped = raw.rstrip()
+        if stripped.lstrip()[:1] not in ('#', ';') and (len(stripped) - len(stripped.rstrip('\\'))) % 2 == 1:
+            pending = [[raw], stripped[:-1].strip()]
+            continue
+        out.append(([raw], raw.strip()))
+    if pending is not None:
+        out.append((pending[0], pending[1]))
+    return out
+
+
+def vgpu_remediate_strip_unit(text, variables=None, settings=None):
+    """`text` without the [Service] Environment= assignments of `variables` and the [Service] `settings`.
+    Other words of a changed Environment= line are kept as written; comments and other lines are kept.
+    Returns '' when no setting is left in the file (then it is only moved aside)."""
+    variables = set(variables or [])
+    settings = set(settings or [])
+    section = None
+    out = []
+    settings_left = 0
+    for raws, line in _logical_lines(text or ''):
+        if line.startswith('[') and line.endswith(']'):
+            section = line[1:-1]
+            out.extend(raws)
+            continue
+        if not line or line[:1] in ('#', ';') or '=' not in line:
+            out.extend(raws)
+            continue
+        key, _sep, value = line.partition('=')
+        key = key.strip()
+        if section == 'Service' and key in settings:
+            continue
+        if section == 'Service' and key == 'Environment' and variables:
+            words = _words(value.strip())
+            kept = [w for w in words if _word_name(w) not in variables]
+            if len(kept) != len(words):
+                if kept:
+                    out.append('Environment=' + ' '.join(kept))
+                    settings_left += 1
+                continue
+        out.extend(raws)
+        settings_left += 1
+    if not settings_left:
+        return ''
+    return '\n'.join(out) + '\n'
+
+
+def vgpu_remediate_strip_preload(text, entries=None):
+    """/etc/ld.so.preload without `entries` (separated by blanks, ':' or newlines; comments kept).
+    '' when no entry is left."""
+    drop = set(_norm(e) for e in entries or [])
+    out = []
+    left = 0
+    for raw in (text or '').splitlines():
+        body, hash_, comment = raw.partition('#')
+        words = [w for w in re.split(r'[:\s]+', body) if w]
+        kept = [w for w in words if _norm(w) not in drop]
+        left += len(kept)
+        if words and not kept:
+            if comment:
+                out.append(hash_ + comment)
+            continue
+        if len(kept) != len(words):
+            out.append(' '.join(kept) + ((' ' + hash_ + comment) if comment else ''))
+        else:
+            out.append(raw)
+    if not left:
+        return ''
+    return '\n'.join(out) + '\n'
+
+
+def vgpu_remediate_moves(plan, edits):
+    """[{path, action}] of the files to move aside: conflicting drop-ins (move_conflicting_dropin) and files with
+    no setting left once a variable is out (unset_env)."""
+    return ([{'path': p, 'action': 'move_conflicting_dropin'} for p in plan.get('move_dropins') or []]
+            + [{'path': e['path'], 'action': 'unset_env'} for e in edits or []
+               # only a drop-in is ever moved, never the unit file itself
+               if e.get('text') == '' and os.path.dirname(e['path']).endswith('.d')])
+
+
+def vgpu_remediate_moved_label(item, stamp):
+    """What a move did, for the host's line."""
+    if item.get('action') == 'unset_env':
+        return 'unset_env (%s had no other setting: moved to %s.vgpu-disabled-%s)' % (
+            item['path'], os.path.basename(item['path']), stamp)
+    return 'move_conflicting_dropin (%s -> %s.vgpu-disabled-%s)' % (
+        item['path'], os.path.basename(item['path']), stamp)
+
+
+def vgpu_remediate_cause(cause):
+    """'CODE (severity)' for one entry of plan.causes."""
+    return '%s (%s)' % (cause.get('code'), cause.get('severity'))
+
+
+def vgpu_remediate_edits(slurped):
+    """[{path, variables, settings, text}] for the slurp results of a loop over plan.strip."""
+    out = []
+    for r in (slurped or {}).get('results', []) if isinstance(slurped, dict) else slurped or []:
+        if r.get('skipped') or 'content' not in r:
+            continue
+        item = r['item']
+        text = base64.b64decode(r['content']).decode('utf-8', 'replace')
+        out.append({'path': item['path'], 'variables': item['variables'], 'settings': item['settings'],
+                    'text': vgpu_remediate_strip_unit(text, item['variables'], item['settings'])})
+    return out
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'vgpu_remediate_plan': vgpu_remediate_plan,
+            'vgpu_remediate_strip_unit': vgpu_remediate_strip_unit,
+            'vgpu_remediate_strip_preload': vgpu_remediate_strip_preload,
+            'vgpu_remediate_edits': vgpu_remediate_edits,
+            'vgpu_remediate_cause': vgpu_remediate_cause,
+            'vgpu_remediate_moves': vgpu_remediate_moves,
+            'vgpu_remediate_moved_label': vgpu_remediate_moved_label,
+        }
