@@ -102,29 +102,27 @@ def mode_string(mode):
 
 # ---------------------------------------------------------------------------------------------- owners
 
+def _resolve_id(name, lookup, what):
+    """Numeric id for a name or numeric string (None stays None); ValueError when unknown."""
+    if name is None:
+        return None
+    name = str(name)
+    if name.isdigit():
+        return int(name)
+    try:
+        return lookup(name)[2]        # pw_uid / gr_gid
+    except KeyError:
+        raise ValueError('%s %r does not exist on this host' % (what, name))
+
+
 def resolve_uid(owner):
     """uid for a user name or numeric string; ValueError when unknown."""
-    if owner is None:
-        return None
-    owner = str(owner)
-    if owner.isdigit():
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise ValueError('user %r does not exist on this host' % owner)
+    return _resolve_id(owner, pwd.getpwnam, 'user')
 
 
 def resolve_gid(group):
-    if group is None:
-        return None
-    group = str(group)
-    if group.isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ValueError('group %r does not exist on this host' % group)
+    """gid for a group name or numeric string; ValueError when unknown."""
+    return _resolve_id(group, grp.getgrnam, 'group')
 
 
 def user_ids(user):
