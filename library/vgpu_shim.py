@@ -8,33 +8,48 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: vgpu_shim
-short_description: Validate and install one vGPU shim library
+short_description: Validate and install vGPU shim libraries (and their loader path entry)
 description:
-  - Checks that I(src) is a usable shim for this host before touching I(dest) - a regular file, ELF64,
+  - Checks that each shim is usable for this host before touching its I(dest) - a regular file, ELF64,
     little-endian, built for this host's machine (x86-64 or aarch64), a shared object (ET_DYN, not an
     executable), matching I(sha256), and exporting every one of I(required_symbols) from its dynamic
-    symbol table. Any failed check leaves the host exactly as it was.
+    symbol table. Any failed check, for any shim of the call, leaves the host exactly as it was.
   - Then installs it at I(dest) atomically (a temp file in the same directory renamed into place).
     A symlink at I(dest) is replaced by the file; its target is never written. A directory at I(dest)
     is an error.
   - Idempotent - the same content with the wrong mode, owner or group is fixed in place, without a rewrite.
+  - One shim (I(src), I(dest), I(kind)) or all of a host's shims at once (I(shims)); with I(loader_conf)
+    the same run also owns the C(/etc/ld.so.conf.d) file that puts the shims' directories on the loader path.
+    Running C(ldconfig) is left to the caller (a handler), after the name links exist.
+  - "Through its action plugin (the default), I(src) is a file on the controller: its sha256 is taken there,
+    a wrong build is refused before anything is sent, and it is uploaded only when I(dest) does not already
+    hold exactly that build - a run that changes nothing is one module call and no file transfer.
+    With I(remote_src=true), I(src) is a file already on the host."
+  - "Without I(src) (module only), I(sha256) is required: the file at I(dest) is validated in place when it has
+    that checksum; otherwise the call fails with I(needs_src) and changes nothing."
   - Reports libc/loader functions the shim exports (C(dlopen), C(dlsym), C(open), C(stat), ...) as
     I(interposed_symbols) with a warning - preloaded, such a shim hijacks Ollama's own library loading
     (failure code PRELOAD_INTERPOSES_LOADER); use the library_path strategy for it.
-  - The parent directory of I(dest) must exist (create it with M(ansible.builtin.file) first).
+  - The parent directory of I(dest) must exist, unless I(create_parent=true).
 version_added: "1.0.0"
 author: vgpu toolkit contributors
 options:
   src:
     description:
-      - The shim file on the target (staged there, for example with M(ansible.builtin.copy)).
+      - The shim file - on the controller (found like M(ansible.builtin.copy) finds I(src), also in a
+        role's C(files/)), or on the host with I(remote_src=true).
       - A symlink to a regular file is accepted; it is read through.
+      - Mutually exclusive with I(shims).
     type: path
-    required: true
+  remote_src:
+    description:
+      - Whether I(src) (and each I(shims[].src)) is already on the host. Handled by the action plugin.
+    type: bool
+    default: false
   dest:
-    description: Where the shim is installed, for example C(/usr/lib64/libvgpu-cuda.so).
+    description:
+      - Where the shim is installed, for example C(/usr/lib64/libvgpu-cuda.so). Required unless I(shims) is given.
     type: path
-    required: true
   kind:
     description:
       - Which library the shim replaces; selects the default I(required_symbols).
@@ -78,13 +93,54 @@ options:
     description: Group of I(dest) (name or gid).
     type: str
     default: root
+  shims:
+    description:
+      - Several shims in one run, each validated before any is installed. I(backup), I(mode), I(owner),
+        I(group) and I(create_parent) apply to all of them.
+      - Mutually exclusive with I(src), I(dest), I(kind), I(sha256) and I(required_symbols).
+    type: list
+    elements: dict
+    suboptions:
+      src:
+        description: As I(src) above.
+        type: path
+      dest:
+        description: As I(dest) above.
+        type: path
+        required: true
+      kind:
+        description: As I(kind) above.
+        type: str
+        choices: [cuda, nvml, cudart]
+        default: cuda
+      sha256:
+        description: As I(sha256) above.
+        type: str
+      required_symbols:
+        description: As I(required_symbols) above.
+        type: list
+        elements: str
+  create_parent:
+    description: Create a missing parent directory of I(dest) (root-owned, C(0755)) instead of failing.
+    type: bool
+    default: false
+  loader_conf:
+    description:
+      - A file in C(/etc/ld.so.conf.d) that lists the directories of the installed shims, one per line, so
+        that the loader (after C(ldconfig)) finds them by name. Not managed when unset.
+    type: path
+  loader_conf_state:
+    description: C(present) writes I(loader_conf); C(absent) removes it (for layouts that do not need it).
+    type: str
+    choices: [present, absent]
+    default: present
 attributes:
   check_mode:
     support: full
     description: Validates everything and reports what would change; writes nothing.
   diff_mode:
     support: full
-    description: Before/after sha256, SONAME, mode and owner of I(dest).
+    description: Before/after sha256, SONAME, mode and owner of each I(dest), and the I(loader_conf) text.
 notes:
   - The ELF reader is pure Python (module_utils/vgpu_elf.py); it reads section headers, or the
     PT_DYNAMIC segment when section headers are stripped.
@@ -96,32 +152,40 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Stage the CUDA shim
-  ansible.builtin.copy:
-    src: files/libvgpu-cuda.so
-    dest: /var/tmp/vgpu/libvgpu-cuda.so
-    mode: '0644'
-
-- name: Install the CUDA shim
+- name: Install the CUDA and NVML shims from the controller and put their directory on the loader path
   vgpu_shim:
-    src: /var/tmp/vgpu/libvgpu-cuda.so
-    dest: /usr/lib64/libvgpu-cuda.so
-    kind: cuda
-    sha256: "{{ vgpu_cuda_shim_sha256 }}"
-  register: cuda_shim
+    shims:
+      - src: files/libvgpu-cuda.so
+        dest: /usr/lib64/libvgpu-cuda.so
+        kind: cuda
+        sha256: "{{ vgpu_cuda_shim_sha256 }}"
+      - src: files/libvgpu-nvml.so
+        dest: /usr/lib64/libvgpu-nvml.so
+        kind: nvml
+    loader_conf: /etc/ld.so.conf.d/vgpu.conf
+  register: shims
+  notify: Refresh loader cache
 
-- name: Install the NVML shim, checking one extra export
+- name: Install a shim that is already on the host, checking one extra export
   vgpu_shim:
     src: /var/tmp/vgpu/libvgpu-nvml.so
+    remote_src: true
     dest: /usr/lib64/libvgpu-nvml.so
     kind: nvml
     required_symbols: [nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlShutdown, nvmlDeviceGetHandleByIndex_v2]
+
+- name: Validate the installed CUDA shim in place (fails with needs_src when it is not that build)
+  vgpu_shim:
+    dest: /usr/lib64/libvgpu-cuda.so
+    sha256: "{{ vgpu_cuda_shim_sha256 }}"
+  check_mode: true
 '''
 
 RETURN = r'''
 dest:
-  description: The installed path.
-  returned: always
+  description: The installed path (the keys from here to I(backup_file) are given at the top level for the
+    one-shim form, and per shim in I(shims)).
+  returned: one-shim form
   type: str
 sha256:
   description: sha256 of the shim (I(src), and I(dest) after the run).
@@ -161,9 +225,24 @@ plan:
   type: list
   elements: dict
 changed:
-  description: Whether I(dest) was (or in check mode would be) changed.
+  description: Whether any I(dest) or I(loader_conf) was (or in check mode would be) changed.
   returned: always
   type: bool
+shims:
+  description: One entry per shim - I(dest), I(kind), I(sha256), I(soname), I(needed), I(symbols),
+    I(interposed_symbols), I(machine), I(plan), I(backup_file) - as the top-level keys of the one-shim form.
+  returned: always
+  type: list
+  elements: dict
+loader_conf:
+  description: The loader path file - I(path), I(state), I(dirs) and whether it I(changed).
+  returned: when I(loader_conf) is set
+  type: dict
+needs_src:
+  description: The I(dest)s that do not hold the build with the given I(sha256) and had no I(src) (the call failed).
+  returned: on that failure
+  type: list
+  elements: str
 '''
 
 import os
@@ -174,7 +253,7 @@ from ansible.module_utils.vgpu_elf import (
     ElfError, REQUIRED_SYMBOLS, host_machine, read_elf, shim_problems,
 )
 from ansible.module_utils.vgpu_fs import (
-    atomic_copy, backup_path, describe, make_backup, mode_string, normalize_sha256, resolve_gid,
+    atomic_copy, atomic_write, backup_path, describe, make_backup, mode_string, normalize_sha256, resolve_gid,
     resolve_uid, set_attrs_nofollow, sha256_file, unsafe_path_components,
 )
 
@@ -201,38 +280,38 @@ def inspect_dest(path):
     return info
 
 
-def validate_src(src, required, expect_sha, machine):
-    """(elf_info, sha256, problems): everything wrong with src, most basic first."""
+def validate_src(src, required, expect_sha, machine, label='src'):
+    """(elf_info, sha256, problems): everything wrong with src, most basic first. label names the file in
+    the messages (src, or the installed file validated in place)."""
     try:
         st = os.stat(src)
     except OSError as e:
-        return None, None, ['src %s does not exist or cannot be read (%s); stage the shim there first, '
-                            'for example with ansible.builtin.copy' % (src, e.strerror)]
+        return None, None, ['%s %s does not exist or cannot be read (%s)' % (label, src, e.strerror)]
     if stat.S_ISDIR(st.st_mode):
-        return None, None, ['src %s is a directory; give the path of the shim library file' % src]
+        return None, None, ['%s %s is a directory; give the path of the shim library file' % (label, src)]
     if not stat.S_ISREG(st.st_mode):
-        return None, None, ['src %s is not a regular file' % src]
+        return None, None, ['%s %s is not a regular file' % (label, src)]
     problems = []
     try:
         sha = sha256_file(src)
     except (IOError, OSError) as e:
-        return None, None, ['src %s cannot be read: %s' % (src, e.strerror)]
+        return None, None, ['%s %s cannot be read: %s' % (label, src, e.strerror)]
     try:
         info = read_elf(src)
     except ElfError as e:
         info = None
         header = shim_problems(e.partial, machine=machine, header_only=True) if e.partial else []
         if header:
-            problems.extend('src %s %s' % (src, p) for p in header)
+            problems.extend('%s %s %s' % (label, src, p) for p in header)
         else:
             problems.append(str(e))
     except (IOError, OSError) as e:
-        return None, sha, ['src %s cannot be read: %s' % (src, e.strerror)]
+        return None, sha, ['%s %s cannot be read: %s' % (label, src, e.strerror)]
     if info is not None:
-        problems.extend('src %s %s' % (src, p) for p in shim_problems(info, required, machine))
+        problems.extend('%s %s %s' % (label, src, p) for p in shim_problems(info, required, machine))
     if expect_sha and sha != expect_sha:
-        problems.append('src %s has sha256 %s, expected %s: the staged file is not the intended build'
-                        % (src, sha, expect_sha))
+        problems.append('%s %s has sha256 %s, expected %s: the staged file is not the intended build'
+                        % (label, src, sha, expect_sha))
     return info, sha, problems
 
 
@@ -247,29 +326,186 @@ def render_state(path, info):
             % (path, info['sha256'], info.get('soname'), mode_string(info['mode']), info['uid'], info['gid']))
 
 
+LOADER_CONF_HEADER = '# Managed by Ansible (vgpu toolkit): paravirtual GPU shim libraries\n'
+
+
+class Shim(object):
+    """One shim of the call: what is wrong with it, or its plan."""
+
+    def __init__(self, spec):
+        self.src = spec.get('src')
+        self.dest = spec.get('dest')
+        self.kind = spec.get('kind') or 'cuda'
+        self.sha256 = spec.get('sha256')
+        self.required = spec.get('required_symbols')
+        if self.required is None:
+            self.required = REQUIRED_SYMBOLS[self.kind]
+        self.problems, self.warnings, self.plan = [], [], []
+        self.needs_src = False
+        self.info = self.sha = self.before = self.after = self.backup_file = None
+
+    def check(self, machine, mode, uid, gid, backup, create_parent):
+        """Validate and plan; never changes anything."""
+        if not self.dest or not os.path.isabs(self.dest):
+            self.problems.append('dest must be an absolute path, got %r' % (self.dest,))
+            return
+        if self.sha256:
+            try:
+                self.sha256 = normalize_sha256(self.sha256)
+            except ValueError as e:
+                self.problems.append(str(e))
+                return
+        dest, dest_dir = self.dest, os.path.dirname(self.dest)
+        parent = describe(dest_dir)
+        if parent['kind'] == 'missing' and not create_parent:
+            self.problems.append('the directory %s for dest does not exist; create it first (ansible.builtin.file '
+                                 'state=directory mode=0755) or set create_parent' % dest_dir)
+            return
+        if parent['kind'] not in ('missing', 'directory'):
+            self.problems.append('the parent %s of dest is a %s, not a directory' % (dest_dir, parent['kind']))
+            return
+        self.before = inspect_dest(dest) if parent['kind'] == 'directory' else {'kind': 'missing'}
+        if self.before['kind'] == 'directory':
+            self.problems.append('dest %s is a directory; give the full path of the library file to install, '
+                                 'e.g. %s/%s' % (dest, dest, os.path.basename(self.src or 'libvgpu-%s.so' % self.kind)))
+            return
+        if self.before['kind'] == 'other':
+            self.problems.append('dest %s is a special file (not a regular file, link or directory); remove it '
+                                 'first' % dest)
+            return
+        if self.src:
+            self.info, self.sha, problems = validate_src(self.src, self.required, self.sha256, machine)
+        elif not self.sha256:
+            problems = ['%s: give src (the shim to install) or sha256 (to validate the installed file)' % dest]
+        elif self.before['kind'] == 'file' and self.before['sha256'] == self.sha256:
+            # the intended build is already installed: validate it where it is, nothing to upload
+            self.info, self.sha, problems = validate_src(dest, self.required, None, machine, label='installed')
+        else:
+            self.needs_src = True
+            return
+        self.problems.extend(problems)
+        if problems:
+            return
+
+        if parent['kind'] == 'missing':
+            self.plan.append({'action': 'create_dir', 'path': dest_dir})
+        if self.before['kind'] == 'missing':
+            self.plan.append({'action': 'install', 'path': dest})
+        elif self.before['kind'] == 'symlink':
+            # never write through: the link itself is replaced by the file, its target stays as it is
+            self.plan.append({'action': 'replace_symlink', 'path': dest, 'old_target': self.before['link']})
+        elif self.before['sha256'] != self.sha:
+            if backup:
+                self.backup_file = backup_path(dest)
+                self.plan.append({'action': 'backup', 'path': dest, 'backup_file': self.backup_file})
+            self.plan.append({'action': 'replace', 'path': dest, 'old_sha256': self.before['sha256']})
+        elif (self.before['mode'], self.before['uid'], self.before['gid']) != (mode, uid, gid):
+            self.plan.append({'action': 'set_attributes', 'path': dest,
+                              'old': {'mode': mode_string(self.before['mode']), 'uid': self.before['uid'],
+                                      'gid': self.before['gid']},
+                              'new': {'mode': mode_string(mode), 'uid': uid, 'gid': gid}})
+        self.after = {'kind': 'file', 'sha256': self.sha, 'soname': self.info.soname, 'mode': mode, 'uid': uid,
+                      'gid': gid}
+
+        interposed = self.info.interposed_symbols()
+        if interposed:
+            self.warnings.append('%s exports libc/loader functions (%s): preloaded (LD_PRELOAD) it would replace '
+                                 'them in the whole Ollama process and hijack its backend loading '
+                                 '(PRELOAD_INTERPOSES_LOADER). Use the library_path strategy for this shim, or '
+                                 'rebuild it without these exports.' % (self.src or dest, ', '.join(interposed)))
+        unsafe = unsafe_path_components(dest_dir) if parent['kind'] == 'directory' else []
+        if unsafe:
+            self.warnings.append('%s can be changed by a non-root user (%s): anything loaded from there can be '
+                                 'replaced (PRELOAD_HIJACK_RISK).' % (dest_dir, '; '.join(
+                                     '%s %s' % (u['path'], u['problem']) for u in unsafe)))
+
+    def result(self):
+        out = dict(dest=self.dest, kind=self.kind, sha256=self.sha, soname=self.info.soname,
+                   needed=self.info.needed, symbols=len(self.info.exported_symbols()),
+                   interposed_symbols=self.info.interposed_symbols(), machine=self.info.machine_name,
+                   plan=self.plan)
+        if self.backup_file:
+            out['backup_file'] = self.backup_file
+        return out
+
+    def apply(self, module, mode, uid, gid):
+        for step in self.plan:
+            if step['action'] == 'create_dir':
+                if not os.path.isdir(step['path']):
+                    os.makedirs(step['path'], 0o755)
+                    set_attrs_nofollow(step['path'], 0o755, 0, 0)
+            elif step['action'] == 'backup':
+                self.backup_file = step['backup_file'] = make_backup(self.dest)
+            elif step['action'] == 'set_attributes':
+                set_attrs_nofollow(self.dest, mode, uid, gid)
+            else:
+                atomic_copy(self.src or self.dest, self.dest, mode=mode, uid=uid, gid=gid, module=module,
+                            expect_sha256=self.sha)
+
+
+def plan_loader_conf(path, state, dirs):
+    """(plan step or None, before text, after text, problems) for the loader path file."""
+    info = describe(path)
+    if info['kind'] in ('directory', 'other'):
+        return None, '', '', ['loader_conf %s is a %s, not a file; remove it or choose another path'
+                              % (path, 'directory' if info['kind'] == 'directory' else 'special file')]
+    if not os.path.isdir(os.path.dirname(path)):
+        return None, '', '', ['the directory of loader_conf %s does not exist' % path]
+    before = ''
+    if info['kind'] == 'file':
+        with open(path, 'rb') as f:
+            before = f.read().decode('utf-8', 'replace')
+    elif info['kind'] == 'symlink':
+        before = 'symlink -> %s\n' % info['link']
+    if state == 'absent':
+        step = {'action': 'remove_loader_conf', 'path': path} if info['kind'] != 'missing' else None
+        return step, before, '', []
+    after = LOADER_CONF_HEADER + ''.join(d + '\n' for d in dirs)
+    if info['kind'] == 'file' and before == after and (info['mode'], info['uid'], info['gid']) == (0o644, 0, 0):
+        return None, before, after, []
+    return {'action': 'write_loader_conf', 'path': path, 'content': after}, before, after, []
+
+
 def main():
+    shim_options = dict(
+        src=dict(type='path'),
+        dest=dict(type='path', required=True),
+        kind=dict(type='str', default='cuda', choices=['cuda', 'nvml', 'cudart']),
+        sha256=dict(type='str'),
+        required_symbols=dict(type='list', elements='str'),
+    )
     module = AnsibleModule(
         argument_spec=dict(
-            src=dict(type='path', required=True),
-            dest=dict(type='path', required=True),
+            src=dict(type='path'),
+            remote_src=dict(type='bool', default=False),
+            dest=dict(type='path'),
             kind=dict(type='str', default='cuda', choices=['cuda', 'nvml', 'cudart']),
             sha256=dict(type='str'),
             required_symbols=dict(type='list', elements='str'),
+            shims=dict(type='list', elements='dict', options=shim_options),
             backup=dict(type='bool', default=True),
             mode=dict(type='str', default='0755'),
             owner=dict(type='str', default='root'),
             group=dict(type='str', default='root'),
+            create_parent=dict(type='bool', default=False),
+            loader_conf=dict(type='path'),
+            loader_conf_state=dict(type='str', default='present', choices=['present', 'absent']),
         ),
+        required_one_of=[('dest', 'shims')],
+        mutually_exclusive=[('shims', 'src'), ('shims', 'dest'), ('shims', 'sha256'),
+                            ('shims', 'required_symbols')],
         supports_check_mode=True,
     )
     p = module.params
-    src, dest = p['src'], p['dest']
-    required = p['required_symbols'] if p['required_symbols'] is not None else REQUIRED_SYMBOLS[p['kind']]
+    single = p['shims'] is None
+    shims = [Shim(p)] if single else [Shim(spec) for spec in p['shims']]
+    dests = [s.dest for s in shims]
+    what = ', '.join(d for d in dests if d) or 'the shims'
 
-    # ---- validate parameters and src; any problem fails before dest is touched
+    # ---- validate parameters and every shim; any problem fails before anything is touched
     problems = []
-    if not os.path.isabs(dest):
-        problems.append('dest must be an absolute path, got %r' % dest)
+    if not shims:
+        problems.append('shims is empty: give at least one shim')
     try:
         mode = parse_mode(p['mode'])
     except ValueError as e:
@@ -284,91 +520,79 @@ def main():
         gid = resolve_gid(p['group'])
     except ValueError as e:
         problems.append(str(e))
-    expect_sha = None
-    if p['sha256']:
-        try:
-            expect_sha = normalize_sha256(p['sha256'])
-        except ValueError as e:
-            problems.append(str(e))
-    machine = host_machine()
-    info, sha, src_problems = validate_src(src, required, expect_sha, machine)
-    problems.extend(src_problems)
+    twice = sorted(set(d for d in dests if d and dests.count(d) > 1))
+    if twice:
+        problems.append('dest %s is given for more than one shim' % ', '.join(twice))
+    if p['loader_conf'] and not os.path.isabs(p['loader_conf']):
+        problems.append('loader_conf must be an absolute path, got %r' % p['loader_conf'])
     if problems:
-        module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (dest, '; '.join(problems)),
-                         problems=problems, src=src, dest=dest)
+        module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (what, '; '.join(problems)),
+                         problems=problems)
+    machine = host_machine()
+    for s in shims:
+        s.check(machine, mode, uid, gid, p['backup'], p['create_parent'])
+        problems.extend(s.problems)
+    if problems:
+        module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (what, '; '.join(problems)),
+                         problems=problems, dest=dests[0] if single else dests, src=p['src'] if single else None)
+    needs_src = [s.dest for s in shims if s.needs_src]
+    if needs_src:
+        module.fail_json(msg='%s does not hold the build with the given sha256 and no src was given: give src '
+                             '(through the vgpu_shim action it is uploaded from the controller). Nothing was '
+                             'changed.' % ', '.join(needs_src), needs_src=needs_src)
 
-    dest_dir = os.path.dirname(dest)
-    if not os.path.isdir(dest_dir):
-        module.fail_json(msg='The directory %s for dest does not exist; create it first (ansible.builtin.file '
-                             'state=directory mode=0755). Nothing was changed.' % dest_dir)
-    before = inspect_dest(dest)
-    if before['kind'] == 'directory':
-        module.fail_json(msg='dest %s is a directory; give the full path of the library file to install, '
-                             'e.g. %s/%s. Nothing was changed.' % (dest, dest, os.path.basename(src)))
-    if before['kind'] == 'other':
-        module.fail_json(msg='dest %s is a special file (not a regular file, link or directory); remove it '
-                             'first. Nothing was changed.' % dest)
+    # ---- the loader path file
+    loader_step, loader_before, loader_after, loader = None, '', '', None
+    if p['loader_conf']:
+        dirs = sorted(set(os.path.dirname(d) for d in dests))
+        loader_step, loader_before, loader_after, problems = plan_loader_conf(
+            p['loader_conf'], p['loader_conf_state'], dirs)
+        if problems:
+            module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (what, '; '.join(problems)),
+                             problems=problems)
+        loader = dict(path=p['loader_conf'], state=p['loader_conf_state'], dirs=dirs, changed=bool(loader_step))
 
-    # ---- plan
-    plan = []
-    backup_file = None
-    if before['kind'] == 'missing':
-        plan.append({'action': 'install', 'path': dest})
-    elif before['kind'] == 'symlink':
-        # never write through: the link itself is replaced by the file, its target stays as it is
-        plan.append({'action': 'replace_symlink', 'path': dest, 'old_target': before['link']})
-    elif before['sha256'] != sha:
-        if p['backup']:
-            backup_file = backup_path(dest)
-            plan.append({'action': 'backup', 'path': dest, 'backup_file': backup_file})
-        plan.append({'action': 'replace', 'path': dest, 'old_sha256': before['sha256']})
-    elif (before['mode'], before['uid'], before['gid']) != (mode, uid, gid):
-        plan.append({'action': 'set_attributes', 'path': dest,
-                     'old': {'mode': mode_string(before['mode']), 'uid': before['uid'], 'gid': before['gid']},
-                     'new': {'mode': mode_string(mode), 'uid': uid, 'gid': gid}})
+    plan = [step for s in shims for step in s.plan] + ([loader_step] if loader_step else [])
     changed = bool(plan)
-
-    interposed = info.interposed_symbols()
-    warnings = []
-    if interposed:
-        warnings.append('%s exports libc/loader functions (%s): preloaded (LD_PRELOAD) it would replace them '
-                        'in the whole Ollama process and hijack its backend loading (PRELOAD_INTERPOSES_LOADER). '
-                        'Use the library_path strategy for this shim, or rebuild it without these exports.'
-                        % (src, ', '.join(interposed)))
-    unsafe = unsafe_path_components(dest_dir)
-    if unsafe:
-        warnings.append('%s can be changed by a non-root user (%s): anything loaded from there can be '
-                        'replaced (PRELOAD_HIJACK_RISK).' % (dest_dir, '; '.join(
-                            '%s %s' % (u['path'], u['problem']) for u in unsafe)))
-
-    after_info = {'kind': 'file', 'sha256': sha, 'soname': info.soname, 'mode': mode, 'uid': uid, 'gid': gid}
-    result = dict(
-        changed=changed, dest=dest, sha256=sha, soname=info.soname, needed=info.needed,
-        symbols=len(info.exported_symbols()), interposed_symbols=interposed,
-        machine=info.machine_name, plan=plan,
-    )
-    if backup_file:
-        result['backup_file'] = backup_file
+    result = dict(changed=changed, shims=[s.result() for s in shims],
+                  plan=[dict((k, v) for k, v in step.items() if k != 'content') for step in plan])
+    if loader:
+        result['loader_conf'] = loader
+    if single:
+        result.update(result['shims'][0], plan=result['plan'], src=p['src'])
     if module._diff:
-        result['diff'] = {'before': render_state(dest, before), 'after': render_state(dest, after_info),
-                          'before_header': dest, 'after_header': '%s (from %s)' % (dest, src)}
-    for w in warnings:
-        module.warn(w)
+        before = ''.join(render_state(s.dest, s.before) for s in shims)
+        after = ''.join(render_state(s.dest, s.after) for s in shims)
+        if loader:
+            before += '%s:\n%s' % (p['loader_conf'], loader_before or '(absent)\n')
+            after += '%s:\n%s' % (p['loader_conf'], loader_after or '(absent)\n')
+        result['diff'] = {'before': before, 'after': after, 'before_header': what,
+                          'after_header': '%s (from %s)' % (what, p['src']) if single and p['src'] else what}
+    for s in shims:
+        for w in s.warnings:
+            module.warn(w)
 
     if not changed or module.check_mode:
         module.exit_json(**result)
 
-    # ---- apply
+    # ---- apply: every shim, then the loader path (ldconfig is the caller's, after the links)
+    current = None
     try:
-        if plan[-1]['action'] == 'set_attributes':
-            set_attrs_nofollow(dest, mode, uid, gid)
-        else:
-            if backup_file:
-                backup_file = make_backup(dest)
-                result['backup_file'] = backup_file
-            atomic_copy(src, dest, mode=mode, uid=uid, gid=gid, module=module, expect_sha256=sha)
+        for s in shims:
+            current = s.dest
+            s.apply(module, mode, uid, gid)
+        if loader_step:
+            current = loader_step['path']
+            if loader_step['action'] == 'write_loader_conf':
+                atomic_write(current, loader_step['content'].encode('utf-8'), 0o644, 0, 0, module=module)
+            else:
+                os.unlink(current)
     except (IOError, OSError, ValueError) as e:
-        module.fail_json(msg='Installing %s failed: %s' % (dest, e), **result)
+        module.fail_json(msg='Installing %s failed: %s; the shims before it in the list were installed, the rest '
+                             'were not. Fix the cause and run again.' % (current, e), **result)
+    result['shims'] = [s.result() for s in shims]
+    if single:
+        result.update(result['shims'][0], plan=result['plan'], src=p['src'])
     module.exit_json(**result)
 
 

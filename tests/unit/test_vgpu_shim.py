@@ -257,3 +257,147 @@ def test_reference_shim_with_its_sha256sums(capsys, host):
     shutil.copy(os.path.join(shim_dir, 'libvgpu-cuda.so'), src)
     res = install(capsys, src, host.dest, sha256=table['libvgpu-cuda.so'])
     assert res['changed'] and not res.get('failed') and res['soname'] == 'libcuda.so.1'
+
+
+# ---------------------------------------------------------------------------------- several shims in one run
+
+def shims_args(host, *specs, **kw):
+    """specs: (fixture name, dest basename, kind, {extra spec keys})."""
+    args = dict(shims=[dict(dict(src=host.stage_file(n), dest=os.path.join(host.libdir, d), kind=k), **x)
+                       for n, d, k, x in specs])
+    args.update(kw)
+    return args
+
+
+def loader_conf(host):
+    d = os.path.join(str(host.root), 'etc', 'ld.so.conf.d')
+    if not os.path.isdir(d):
+        os.makedirs(d)
+    return os.path.join(d, 'vgpu.conf')
+
+
+def test_shims_and_loader_conf_in_one_run_then_idempotent(capsys, host):
+    conf = loader_conf(host)
+    args = shims_args(host, ('cuda', 'libvgpu-cuda.so', 'cuda', {}), ('nvml', 'libvgpu-nvml.so', 'nvml', {}),
+                      loader_conf=conf)
+    res = run_module(vgpu_shim, args, capsys)
+    assert res['changed'] and not res.get('failed'), res
+    assert [a['action'] for a in res['plan']] == ['install', 'install', 'write_loader_conf']
+    assert [s['soname'] for s in res['shims']] == ['libvgpu-cuda.so', 'libvgpu-nvml.so']
+    assert open(conf).read() == ('# Managed by Ansible (vgpu toolkit): paravirtual GPU shim libraries\n%s\n'
+                                 % host.libdir)
+    assert stat.S_IMODE(os.stat(conf).st_mode) == 0o644
+    assert res['loader_conf'] == dict(path=conf, state='present', dirs=[host.libdir], changed=True)
+    assert host.libdir in res['diff']['after'] and 'absent' in res['diff']['before']
+    again = run_module(vgpu_shim, args, capsys)
+    assert not again['changed'] and again['plan'] == [] and not again['loader_conf']['changed']
+
+
+def test_one_bad_shim_refuses_the_whole_run(capsys, host):
+    conf = loader_conf(host)
+    args = shims_args(host, ('cuda', 'libvgpu-cuda.so', 'cuda', {}),
+                      ('no_cuinit', 'libvgpu-cuda2.so', 'cuda', {}), loader_conf=conf)
+    before = tree_state(host.root)
+    res = run_module(vgpu_shim, args, capsys)
+    assert res.get('failed') and 'does not export required symbol cuInit' in res['msg']
+    assert 'Nothing was changed' in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_same_dest_twice_is_refused(capsys, host):
+    args = shims_args(host, ('cuda', 'libvgpu-cuda.so', 'cuda', {}), ('cuda_v2', 'libvgpu-cuda.so', 'cuda', {}))
+    before = tree_state(host.root)
+    res = run_module(vgpu_shim, args, capsys)
+    assert res.get('failed') and 'is given for more than one shim' in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_shims_excludes_the_one_shim_form(capsys, host):
+    args = shims_args(host, ('cuda', 'libvgpu-cuda.so', 'cuda', {}))
+    args['dest'] = host.dest
+    res = run_module(vgpu_shim, args, capsys)
+    assert res.get('failed') and 'mutually exclusive' in res['msg']
+
+
+def test_without_src_the_installed_build_is_validated_in_place(capsys, host):
+    src = host.stage_file('cuda')
+    install(capsys, src, host.dest)
+    os.chmod(host.dest, 0o700)
+    # the intended build is there: no src needed, the drifted mode is fixed in place
+    res = run_module(vgpu_shim, dict(dest=host.dest, sha256=sha(src)), capsys)
+    assert res['changed'] and [a['action'] for a in res['plan']] == ['set_attributes'], res
+    assert res['soname'] == 'libvgpu-cuda.so' and stat.S_IMODE(os.stat(host.dest).st_mode) == 0o755
+    again = run_module(vgpu_shim, dict(dest=host.dest, sha256=sha(src)), capsys)
+    assert not again['changed']
+
+
+def test_without_src_another_build_asks_for_it(capsys, host):
+    install(capsys, host.stage_file('cuda'), host.dest)
+    want = sha(host.stage_file('cuda_v2'))
+    before = tree_state(host.root)
+    res = run_module(vgpu_shim, dict(shims=[dict(dest=host.dest, sha256=want),
+                                            dict(dest=os.path.join(host.libdir, 'libvgpu-nvml.so'),
+                                                 kind='nvml', sha256=want)]), capsys)
+    assert res.get('failed') and res['needs_src'] == [host.dest, os.path.join(host.libdir, 'libvgpu-nvml.so')]
+    assert 'Nothing was changed' in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_installed_build_that_fails_validation_is_refused(capsys, host):
+    src = host.stage_file('no_cuinit')
+    install(capsys, src, host.dest, required_symbols=[])
+    res = run_module(vgpu_shim, dict(dest=host.dest, sha256=sha(src)), capsys)
+    assert res.get('failed') and 'installed %s does not export required symbol cuInit' % host.dest in res['msg']
+
+
+def test_without_src_or_sha256_is_refused(capsys, host):
+    res = run_module(vgpu_shim, dict(dest=host.dest), capsys)
+    assert res.get('failed') and 'give src' in res['msg']
+
+
+def test_create_parent(capsys, host):
+    dest = os.path.join(str(host.root), 'opt', 'vgpu', 'lib', 'libvgpu-cuda.so')
+    src = host.stage_file('cuda')
+    refused_res = run_module(vgpu_shim, dict(src=src, dest=dest), capsys)
+    assert refused_res.get('failed') and 'does not exist; create it first' in refused_res['msg']
+    before = tree_state(host.root)
+    check = run_module(vgpu_shim, dict(src=src, dest=dest, create_parent=True), capsys, check=True)
+    assert [a['action'] for a in check['plan']] == ['create_dir', 'install']
+    assert tree_state(host.root) == before
+    res = run_module(vgpu_shim, dict(src=src, dest=dest, create_parent=True), capsys)
+    assert res['changed'] and sha(dest) == sha(src)
+    assert stat.S_IMODE(os.stat(os.path.dirname(dest)).st_mode) == 0o755
+
+
+def test_loader_conf_absent_removes_it(capsys, host):
+    conf = loader_conf(host)
+    src = host.stage_file('cuda')
+    run_module(vgpu_shim, dict(src=src, dest=host.dest, loader_conf=conf), capsys)
+    res = run_module(vgpu_shim, dict(src=src, dest=host.dest, loader_conf=conf, loader_conf_state='absent'),
+                     capsys)
+    assert res['changed'] and [a['action'] for a in res['plan']] == ['remove_loader_conf']
+    assert not os.path.exists(conf)
+    again = run_module(vgpu_shim, dict(src=src, dest=host.dest, loader_conf=conf, loader_conf_state='absent'),
+                       capsys)
+    assert not again['changed']
+
+
+def test_loader_conf_directory_is_refused(capsys, host):
+    conf = loader_conf(host)
+    os.mkdir(conf)
+    src = host.stage_file('cuda')
+    before = tree_state(host.root)
+    res = run_module(vgpu_shim, dict(src=src, dest=host.dest, loader_conf=conf), capsys)
+    assert res.get('failed') and 'is a directory, not a file' in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_loader_conf_symlink_is_replaced_not_written_through(capsys, host):
+    conf = loader_conf(host)
+    victim = os.path.join(str(host.root), 'victim.conf')
+    with open(victim, 'w') as f:
+        f.write('/somewhere\n')
+    os.symlink(victim, conf)
+    res = run_module(vgpu_shim, dict(src=host.stage_file('cuda'), dest=host.dest, loader_conf=conf), capsys)
+    assert res['changed'] and not os.path.islink(conf)
+    assert open(victim).read() == '/somewhere\n'
