@@ -12,8 +12,11 @@ short_description: Ensure the library-name symlinks that point at a vGPU shim
 description:
   - For every directory in I(dirs) (plus each existing C(<ollama_lib_dir>/cuda_v*) directory when
     I(discover_ollama_dirs)) and every name in I(names), makes C(<dir>/<name>) a symlink to I(target).
-  - Validates every path first and changes nothing if any is wrong (all-or-nothing) - a directory where a
-    link should go, a regular file without I(replace_files), a real NVIDIA driver library without
+  - I(links) does the same for several targets in one call (for example C(libcuda.so.1) to the CUDA shim and
+    C(libnvidia-ml.so.1) to the NVML shim); every set is validated and planned before any link changes.
+  - Validates every path of every set first and changes nothing if any is wrong (all-or-nothing) - a directory
+    where a link should go, the same link path planned by two sets, a link path that is another set's target,
+    a regular file without I(replace_files), a real NVIDIA driver library without
     I(replace_driver_libs), a missing or non-regular I(target).
   - Each link is made atomically - a temporary symlink in the same directory renamed over the path. An
     existing symlink is never followed; one that points elsewhere or dangles is replaced.
@@ -31,14 +34,35 @@ options:
     description:
       - The installed shim (a regular file, not a symlink), for example C(/usr/lib64/libvgpu-cuda.so).
       - With I(state=absent) it need not exist any more; it only selects which links to remove.
+      - One of I(target) and I(links) is required; they are mutually exclusive.
     type: path
-    required: true
   names:
-    description: Link names to create in each directory, for example C(libcuda.so.1), or C(libnvidia-ml.so.1)
-      for the NVML shim.
+    description:
+      - Link names to create in each directory for I(target), for example C(libcuda.so.1), or
+        C(libnvidia-ml.so.1) for the NVML shim.
+      - Not used with I(links) (each set has its own I(names)).
     type: list
     elements: str
     default: [libcuda.so.1]
+  links:
+    description:
+      - Several C({target, names}) sets handled in one call, in order; each behaves like I(target) and I(names)
+        and shares every other option.
+      - All sets are validated and planned first; if any is refused nothing is changed.
+      - No link path may be planned by two sets (the same name listed under two targets), and no set may
+        place a link where another set's target is.
+    type: list
+    elements: dict
+    suboptions:
+      target:
+        description: The installed shim this set's links point at, as I(target).
+        type: path
+        required: true
+      names:
+        description: Link names for this set, as I(names).
+        type: list
+        elements: str
+        default: [libcuda.so.1]
   dirs:
     description: Directories to place the links in.
     type: list
@@ -92,7 +116,7 @@ attributes:
     description: Validates and reports every link's planned action; changes nothing.
   diff_mode:
     support: full
-    description: C(path -> target) lines before and after.
+    description: C(path -> target) lines before and after, for every set.
 seealso:
   - module: vgpu_shim
 '''
@@ -108,6 +132,15 @@ EXAMPLES = r'''
     target: /usr/lib64/libvgpu-nvml.so
     names: [libnvidia-ml.so.1]
 
+- name: CUDA and NVML links in one call
+  cuda_links:
+    links:
+      - target: /usr/lib64/libvgpu-cuda.so
+        names: [libcuda.so.1]
+      - target: /usr/lib64/libvgpu-nvml.so
+        names: [libnvidia-ml.so.1]
+  register: cuda_links_result
+
 - name: Replace a stale regular-file copy left by an old install
   cuda_links:
     target: /usr/lib64/libvgpu-cuda.so
@@ -122,7 +155,8 @@ EXAMPLES = r'''
 RETURN = r'''
 links:
   description:
-    - One entry per C(<dir>/<name>), in order.
+    - One entry per C(<dir>/<name>), in order; with I(links), the entries of each set one after the other.
+    - C(target) and C(name) - the set's target and the link name the entry belongs to.
     - C(action) is one of C(created), C(replaced), C(unchanged), C(removed), C(restored) (absent, a backup put
       back), C(skipped), C(backed_up_and_replaced).
     - C(before)/C(after) - the link text, null when absent, or C(regular file sha256=...).
@@ -130,10 +164,10 @@ links:
   type: list
   elements: dict
   sample:
-    - {path: /usr/local/lib/ollama/cuda_v12/libcuda.so.1, before: null, after: /usr/lib64/libvgpu-cuda.so,
-       action: created}
-    - {path: /usr/local/lib/ollama/cuda_v13/libcuda.so.1, before: null, after: null, action: skipped,
-       reason: directory missing}
+    - {path: /usr/local/lib/ollama/cuda_v12/libcuda.so.1, target: /usr/lib64/libvgpu-cuda.so, name: libcuda.so.1,
+       before: null, after: /usr/lib64/libvgpu-cuda.so, action: created}
+    - {path: /usr/local/lib/ollama/cuda_v13/libcuda.so.1, target: /usr/lib64/libvgpu-cuda.so, name: libcuda.so.1,
+       before: null, after: null, action: skipped, reason: directory missing}
 dirs:
   description: The directories considered (after discovery and de-duplication).
   returned: always
@@ -199,26 +233,66 @@ def show(info):
     return kind
 
 
-def plan_links(p, target, target_soname):
-    """(items, errors) - every path's intended action, and every reason to refuse."""
+def plan_links(p, sets):
+    """(dirs, items, errors) - every path's intended action for every (target, names, target_soname) set,
+    in order, and every reason to refuse any of them."""
+    dirs = candidate_dirs(p['dirs'], p['ollama_lib_dir'], p['discover_ollama_dirs'])
+    usable, errors = usable_dirs(dirs)
+    planned = []
+    for target, names, target_soname in sets:
+        set_items, set_errors = plan_set(p, usable, target, names, target_soname)
+        planned.append(set_items)
+        errors.extend(set_errors)
+    errors.extend(conflicts(planned, [target for target, _names, _soname in sets]))
+    return dirs, [it for set_items in planned for it in set_items], errors
+
+
+def usable_dirs(dirs):
+    """([(dir, exists)], errors) - a dangling symlink counts as a missing directory, anything else that is not
+    a directory (or a link to one) is refused."""
+    usable, errors = [], []
+    for d in dirs:
+        dinfo = describe(d)
+        if dinfo['kind'] == 'directory' or (dinfo['kind'] == 'symlink' and os.path.isdir(d)):
+            usable.append((d, True))
+        elif dinfo['kind'] == 'missing' or (dinfo['kind'] == 'symlink' and dinfo['dangling']):
+            usable.append((d, False))
+        else:
+            errors.append('%s is not a directory (%s); remove it or drop it from dirs' % (d, dinfo['kind']))
+    return usable, errors
+
+
+def conflicts(planned, targets):
+    """Reasons to refuse a plan of several sets (their item lists, their targets): a path planned by two sets,
+    a link that would be placed over another set's target."""
+    errors, owner = [], {}
+    targets = dict((os.path.realpath(t), t) for t in targets)
+    for index, set_items in enumerate(planned):
+        for it in set_items:
+            first = owner.setdefault(it['path'], (index, it['target']))
+            if first[0] != index:
+                errors.append('%s is planned by two sets (targets %s and %s); list each name in one set only'
+                              % (it['path'], first[1], it['target']))
+            # the link itself is not followed: a link to another shim is replaced, not that shim
+            where = os.path.join(os.path.realpath(os.path.dirname(it['path'])), os.path.basename(it['path']))
+            other = targets.get(where)
+            if other is not None and other != it['target'] and it['action'] in CHANGING:
+                errors.append('%s is the target of another set (%s); a link there would replace that shim'
+                              % (it['path'], other))
+    return errors
+
+
+def plan_set(p, usable, target, names, target_soname):
+    """(items, errors) for one target and its names over the usable dirs."""
     items, errors = [], []
     present = p['state'] == 'present'
     target_real = os.path.realpath(target)
-    dirs = candidate_dirs(p['dirs'], p['ollama_lib_dir'], p['discover_ollama_dirs'])
-    for d in dirs:
-        dinfo = describe(d)
-        dir_ok = dinfo['kind'] == 'directory' or (dinfo['kind'] == 'symlink' and os.path.isdir(d))
-        if dinfo['kind'] not in ('missing',) and not dir_ok:
-            if dinfo['kind'] == 'symlink' and dinfo['dangling']:
-                dinfo = {'kind': 'missing'}
-            else:
-                errors.append('%s is not a directory (%s); remove it or drop it from dirs' % (d, dinfo['kind']))
-                continue
-        for name in p['names']:
+    for d, exists in usable:
+        for name in names:
             path = os.path.join(d, name)
-            item = {'path': path, 'before': None, 'after': None, 'action': None}
+            item = {'path': path, 'target': target, 'name': name, 'before': None, 'after': None, 'action': None}
             items.append(item)
-            if dinfo['kind'] == 'missing':
+            if not exists:
                 if present and p['create_missing_dirs']:
                     item.update(action='created', after=target, create_dir=d)
                 else:
@@ -280,7 +354,7 @@ def plan_links(p, target, target_soname):
                     item.update(action='replaced', after=target)
             else:
                 errors.append('%s is a special file (%s); remove it first' % (path, info['kind']))
-    return dirs, items, errors
+    return items, errors
 
 
 def diff_text(items, key):
@@ -298,7 +372,7 @@ def diff_text(items, key):
     return '\n'.join(lines) + ('\n' if lines else '')
 
 
-def apply(items, target):
+def apply(items):
     """Carry out the plan. Returns [(item, error)] for anything that failed."""
     failures = []
     for it in items:
@@ -311,9 +385,9 @@ def apply(items, target):
                 os.chmod(it['create_dir'], 0o755)
             if action == 'backed_up_and_replaced':
                 it['backup_file'] = make_backup(it['path'])
-                atomic_symlink(target, it['path'])
+                atomic_symlink(it['target'], it['path'])
             elif action in ('created', 'replaced'):
-                atomic_symlink(target, it['path'])
+                atomic_symlink(it['target'], it['path'])
             elif action == 'removed':
                 os.unlink(it['path'])
             elif action == 'restored':
@@ -325,11 +399,43 @@ def apply(items, target):
     return failures
 
 
+def check_target(module, target, raw, state):
+    """Reasons to refuse one set's target (raw: as given, for the message)."""
+    if not target or not os.path.isabs(target):
+        return ['target must be an absolute path, got %r' % raw]
+    if state != 'present':
+        return []
+    tinfo = describe(target)
+    if tinfo['kind'] == 'missing' and module.check_mode:
+        # --check on a fresh host: the shim task before this one only said it would install it
+        module.warn('target %s does not exist yet; the links are planned anyway (check mode). A real run '
+                    'fails unless an earlier task installs it.' % target)
+    elif tinfo['kind'] == 'missing':
+        return ['target %s does not exist; install the shim first (vgpu_shim)' % target]
+    elif tinfo['kind'] == 'symlink':
+        return ['target %s is a symlink (-> %s); point the links at the installed shim file itself'
+                % (target, tinfo['link'])]
+    elif tinfo['kind'] != 'file':
+        return ['target %s is a %s, not a regular file' % (target, tinfo['kind'])]
+    return []
+
+
+def soname_of(target):
+    try:
+        return read_elf(target).soname
+    except (ElfError, IOError, OSError):
+        return None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            target=dict(type='path', required=True),
+            target=dict(type='path'),
             names=dict(type='list', elements='str', default=['libcuda.so.1']),
+            links=dict(type='list', elements='dict', options=dict(
+                target=dict(type='path', required=True),
+                names=dict(type='list', elements='str', default=['libcuda.so.1']),
+            )),
             dirs=dict(type='list', elements='path', default=list(DEFAULT_DIRS)),
             ollama_lib_dir=dict(type='path', default='/usr/local/lib/ollama'),
             discover_ollama_dirs=dict(type='bool', default=True),
@@ -339,48 +445,38 @@ def main():
             backup=dict(type='bool', default=True),
             state=dict(type='str', default='present', choices=['present', 'absent']),
         ),
+        required_one_of=[('target', 'links')],
+        mutually_exclusive=[('target', 'links'), ('names', 'links')],
         supports_check_mode=True,
     )
     p = module.params
-    target = os.path.normpath(p['target']) if p['target'] else p['target']
+    given = p['links'] if p['links'] is not None else [dict(target=p['target'], names=p['names'])]
+    # (target, names, raw target) per set; an empty target is kept as is so that it is refused below
+    sets = [(os.path.normpath(s['target']) if s['target'] else s['target'], s['names'], s['target'])
+            for s in given]
 
-    # ---- validate parameters and target
+    # ---- validate parameters and every target
     errors = []
-    if not os.path.isabs(target):
-        errors.append('target must be an absolute path, got %r' % p['target'])
-    for name in p['names']:
-        if not name or '/' in name or name in ('.', '..') or name.startswith('.'):
-            errors.append('names must be plain file names (no "/", not hidden), got %r' % name)
+    if not sets:
+        errors.append('links must list at least one {target, names} set')
+    for _target, names, _raw in sets:
+        for name in names:
+            if not name or '/' in name or name in ('.', '..') or name.startswith('.'):
+                errors.append('names must be plain file names (no "/", not hidden), got %r' % name)
     for d in p['dirs']:
         if not os.path.isabs(d):
             errors.append('dirs must be absolute paths, got %r' % d)
     if not os.path.isabs(p['ollama_lib_dir']):
         errors.append('ollama_lib_dir must be an absolute path, got %r' % p['ollama_lib_dir'])
-    if not errors and p['state'] == 'present':
-        tinfo = describe(target)
-        if tinfo['kind'] == 'missing' and module.check_mode:
-            # --check on a fresh host: the shim task before this one only said it would install it
-            module.warn('target %s does not exist yet; the links are planned anyway (check mode). A real run '
-                        'fails unless an earlier task installs it.' % target)
-        elif tinfo['kind'] == 'missing':
-            errors.append('target %s does not exist; install the shim first (vgpu_shim)' % target)
-        elif tinfo['kind'] == 'symlink':
-            errors.append('target %s is a symlink (-> %s); point the links at the installed shim file itself'
-                          % (target, tinfo['link']))
-        elif tinfo['kind'] != 'file':
-            errors.append('target %s is a %s, not a regular file' % (target, tinfo['kind']))
+    if not errors:
+        for target, _names, raw in sets:
+            errors.extend(check_target(module, target, raw, p['state']))
     if errors:
         module.fail_json(msg='%s. Nothing was changed.' % '; '.join(errors), errors=errors)
 
-    target_soname = None
-    if p['state'] == 'present':
-        try:
-            target_soname = read_elf(target).soname
-        except (ElfError, IOError, OSError):
-            target_soname = None
-
-    # ---- plan (and refuse as a whole)
-    dirs, items, errors = plan_links(p, target, target_soname)
+    # ---- plan every set (and refuse as a whole)
+    present = p['state'] == 'present'
+    dirs, items, errors = plan_links(p, [(t, n, soname_of(t) if present else None) for t, n, _raw in sets])
     if errors:
         module.fail_json(msg='Refusing to change any link: %s. Nothing was changed.' % '; '.join(errors),
                          errors=errors, links=items, dirs=dirs)
@@ -392,13 +488,14 @@ def main():
             module.warn('%s looked like an NVIDIA driver library (%s); replacing it as replace_driver_libs asked'
                         % (it['path'], '; '.join(it['driver_reasons'])))
     if module._diff:
+        header = 'links to %s' % ', '.join(t for t, _n, _raw in sets)
         result['diff'] = {'before': diff_text(items, 'before'), 'after': diff_text(items, 'after'),
-                          'before_header': 'links to %s' % target, 'after_header': 'links to %s' % target}
+                          'before_header': header, 'after_header': header}
     if not changed or module.check_mode:
         module.exit_json(**result)
 
-    # ---- apply
-    failures = apply(items, target)
+    # ---- apply, set after set
+    failures = apply(items)
     if failures:
         it, err = failures[0]
         module.fail_json(msg='Changing %s failed (%s); links before it in the list were already changed, '

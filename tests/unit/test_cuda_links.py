@@ -253,6 +253,139 @@ def test_dir_path_is_a_file(capsys, host):
     refused(capsys, host, 'is not a directory', dirs=host.dirs + [bogus])
 
 
+# ------------------------------------------------------------------------------------------- links (several sets)
+
+def two_sets(host):
+    """The CUDA and the NVML shim installed side by side; the links option for both."""
+    nvml = os.path.join(host.lib64, 'libvgpu-nvml.so')
+    shutil.copy(host.elf['nvml'], nvml)
+    return nvml, [dict(target=host.target, names=['libcuda.so.1']), dict(target=nvml, names=['libnvidia-ml.so.1'])]
+
+
+def sets_call(capsys, host, sets, check=False, **kw):
+    args = dict(links=sets, dirs=host.dirs, ollama_lib_dir=host.ollama)
+    args.update(kw)
+    return run_module(cuda_links, args, capsys, check=check)
+
+
+def test_links_two_sets_in_one_call(capsys, host):
+    nvml, sets = two_sets(host)
+    res = sets_call(capsys, host, sets)
+    assert res['changed'], res
+    # the items of the first set, then those of the second, each saying where it belongs
+    assert [it['name'] for it in res['links']] == ['libcuda.so.1'] * 5 + ['libnvidia-ml.so.1'] * 5
+    for it in res['links']:
+        assert it['path'].endswith('/' + it['name'])
+        assert it['target'] == (host.target if it['name'] == 'libcuda.so.1' else nvml)
+    made = [it for it in res['links'] if it['action'] == 'created']
+    assert len(made) == 8
+    for it in made:
+        assert os.readlink(it['path']) == it['target'] == it['after']
+    assert os.readlink(os.path.join(host.ollama, 'cuda_v12', 'libnvidia-ml.so.1')) == nvml
+    # the diff covers both sets
+    assert '%s -> %s' % (os.path.join(host.lib64, 'libcuda.so.1'), host.target) in res['diff']['after']
+    assert '%s -> %s' % (os.path.join(host.lib64, 'libnvidia-ml.so.1'), nvml) in res['diff']['after']
+    assert '%s (absent)' % os.path.join(host.lib64, 'libnvidia-ml.so.1') in res['diff']['before']
+    assert host.target in res['diff']['after_header'] and nvml in res['diff']['after_header']
+    assert sorted(os.listdir(host.lib64)) == ['libcuda.so.1', 'libnvidia-ml.so.1', 'libvgpu-cuda.so',
+                                              'libvgpu-nvml.so']
+
+    again = sets_call(capsys, host, sets)
+    assert not again['changed']
+    assert set(it['action'] for it in again['links']) == {'unchanged', 'skipped'}
+
+    # names defaults to libcuda.so.1 within a set; absent removes both sets' links
+    gone = sets_call(capsys, host, [dict(target=host.target), dict(target=nvml, names=['libnvidia-ml.so.1'])],
+                     state='absent')
+    assert gone['changed'] and set(it['action'] for it in gone['links']) == {'removed', 'skipped'}
+    assert sorted(os.listdir(host.lib64)) == ['libvgpu-cuda.so', 'libvgpu-nvml.so']
+
+
+def test_links_check_mode_changes_nothing(capsys, host):
+    _nvml, sets = two_sets(host)
+    before = tree_state(host.root)
+    res = sets_call(capsys, host, sets, check=True)
+    assert res['changed']
+    assert sorted(set((it['name'], it['action']) for it in res['links'])) == [
+        ('libcuda.so.1', 'created'), ('libcuda.so.1', 'skipped'),
+        ('libnvidia-ml.so.1', 'created'), ('libnvidia-ml.so.1', 'skipped')]
+    assert tree_state(host.root) == before
+
+
+@pytest.mark.parametrize('case', ['bad target', 'bad path'])
+def test_links_one_bad_set_refuses_the_call(capsys, host, case):
+    """The first set is fine; a problem in the second one leaves the first one's links unmade too."""
+    nvml, sets = two_sets(host)
+    if case == 'bad target':
+        sets[1]['target'] = os.path.join(host.lib64, 'libvgpu-nvml-missing.so')
+        expect = 'does not exist'
+    else:
+        os.mkdir(os.path.join(host.ollama, 'libnvidia-ml.so.1'))
+        expect = 'is a directory where a link should go'
+    before = tree_state(host.root)
+    res = sets_call(capsys, host, sets)
+    assert res.get('failed') and expect in res['msg'] and 'Nothing was changed' in res['msg'], res
+    assert len(res['errors']) == 1
+    assert tree_state(host.root) == before
+    assert not os.path.lexists(os.path.join(host.lib64, 'libcuda.so.1'))
+
+
+def test_links_same_path_in_two_sets_refused(capsys, host):
+    nvml, sets = two_sets(host)
+    sets[1]['names'] = ['libnvidia-ml.so.1', 'libcuda.so.1']
+    before = tree_state(host.root)
+    res = sets_call(capsys, host, sets)
+    assert res.get('failed') and 'planned by two sets' in res['msg'], res
+    assert '%s is planned by two sets (targets %s and %s)' % (
+        os.path.join(host.lib64, 'libcuda.so.1'), host.target, nvml) in res['msg']
+    assert tree_state(host.root) == before
+    # the same target listed twice is still two sets
+    res = sets_call(capsys, host, [dict(target=host.target), dict(target=host.target)])
+    assert res.get('failed') and 'planned by two sets' in res['msg'], res
+    assert tree_state(host.root) == before
+
+
+def test_links_over_another_sets_target_refused(capsys, host):
+    nvml, sets = two_sets(host)
+    sets[1]['names'] = ['libvgpu-cuda.so']            # would put an NVML link over the CUDA shim
+    before = tree_state(host.root)
+    res = sets_call(capsys, host, sets, replace_files=True, replace_driver_libs=True, discover_ollama_dirs=False,
+                    dirs=[host.lib64])
+    assert res.get('failed') and 'is the target of another set (%s)' % host.target in res['msg'], res
+    assert tree_state(host.root) == before
+
+
+def test_links_replaces_a_link_to_the_other_shim(capsys, host):
+    """A libcuda.so.1 pointing at the NVML shim is replaced, not mistaken for that shim."""
+    nvml, sets = two_sets(host)
+    wrong = os.path.join(host.lib64, 'libcuda.so.1')
+    os.symlink(nvml, wrong)
+    res = sets_call(capsys, host, sets)
+    assert by_path(res)[wrong]['action'] == 'replaced' and os.readlink(wrong) == host.target
+
+
+def test_links_exclusive_with_target_and_names(capsys, host):
+    _nvml, sets = two_sets(host)
+    before = tree_state(host.root)
+    for extra in (dict(target=host.target), dict(names=['libcuda.so.1'])):
+        res = sets_call(capsys, host, sets, **extra)
+        assert res.get('failed') and 'mutually exclusive' in res['msg'], res
+    res = run_module(cuda_links, dict(dirs=host.dirs), capsys)
+    assert res.get('failed') and 'one of the following is required: target, links' in res['msg'], res
+    res = sets_call(capsys, host, [dict(names=['libcuda.so.1'])])
+    assert res.get('failed') and 'target' in res['msg'], res
+    assert tree_state(host.root) == before
+
+
+def test_links_bad_names_and_empty_list(capsys, host):
+    _nvml, sets = two_sets(host)
+    sets[1]['names'] = ['../libnvidia-ml.so.1']
+    res = sets_call(capsys, host, sets)
+    assert res.get('failed') and 'plain file names' in res['msg'], res
+    res = sets_call(capsys, host, [])
+    assert res.get('failed') and 'at least one' in res['msg'], res
+
+
 # ------------------------------------------------------------------------------------------- absent
 
 def test_absent_removes_only_our_links_and_restores_backup(capsys, host):
