@@ -22,8 +22,10 @@ description:
     soon as the start's verdict is written - within about half a second of the C(inference compute) line -
     or fails after I(timeout) seconds. journald is read with
     C(journalctl -f _SYSTEMD_INVOCATION_ID=<InvocationID>) (or the main PID of this boot, for journals
-    without invocation IDs); a file sink (C(StandardError=append:/path)) is read from the last server
-    start in the file that is not older than the unit's C(ExecMainStartTimestamp).
+    without invocation IDs), or by re-running that query every 0.1 s when journalctl cannot follow
+    (C(Insufficient watch descriptors available) - the inotify instances are used up); a file sink
+    (C(StandardError=append:/path)) is read from the last server start in the file that is not older
+    than the unit's C(ExecMainStartTimestamp).
   - With I(log_path) the module reads only that file (a saved C(journalctl -u ollama) output with or
     without journald prefixes, docker logs, bare slog lines, a C(StandardError=) file, a pasted ticket
     with C(> ) quotes or wrapped lines) and touches nothing else on the host; it still follows the file
@@ -31,6 +33,9 @@ description:
   - Fails with what it found and a hint when the mode differs from I(expect), when the start has no
     verdict within I(timeout), or when the GPUs are fewer, smaller or of another library than asked for.
     The failed result carries every return value as well (C(mode), C(devices), C(problems), C(summary)).
+  - With I(api_url) it also waits, within the same I(timeout) (but one second at least), for
+    C(GET <api_url>/api/version) to answer 200 and returns what it got as C(api). An API that does not
+    answer is reported there, never as a module failure.
   - Read-only - C(changed) is always false.
 version_added: "1.0.0"
 author: vgpu toolkit contributors
@@ -81,10 +86,19 @@ options:
       - Required GPU library, compared case-insensitively with the C(library=) of each device (C(cuda)
         matches C(CUDA)). A host that fell back to C(Vulkan) fails a C(cuda) requirement.
     type: str
+  api_url:
+    description:
+      - Base URL of the Ollama API on the host, for example C(http://127.0.0.1:11434). When set, the module
+        also waits for C(GET <api_url>/api/version) to answer 200 and returns the answer as C(api). It
+        asks after the log is read, every 0.2 s until the I(timeout) deadline (measured from the start
+        of the module, and at least one second from it); it always asks at least once.
+      - Proxy environment variables are ignored for a loopback address.
+    type: str
 attributes:
   check_mode:
     support: full
-    description: The module only reads; a check-mode run is a normal run.
+    description: The module only reads (the log, and the API's version with I(api_url)); a check-mode run
+      is a normal run.
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
@@ -113,6 +127,12 @@ EXAMPLES = r'''
     timeout: 0
   delegate_to: localhost
   register: ticket_verdict
+
+- name: Judge the current start and wait for its API in the same run
+  ollama_gpu_mode:
+    api_url: http://127.0.0.1:11434
+  register: gpu_mode
+  # gpu_mode.api.status is 200 and gpu_mode.api.version the server's version once the API answered
 
 - name: Read a unit that logs to a file
   ollama_gpu_mode:
@@ -214,13 +234,29 @@ summary:
   returned: always
   type: str
   sample: "GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)"
+api:
+  description:
+    - The answer of C(GET <api_url>/api/version) - C(status) is the HTTP status of the last try (200 once
+      it answered; 0 when nothing answered in time), C(version) the C(version) of its JSON body (null if
+      none), C(msg) what went wrong (C(OK) on success).
+  returned: when I(api_url) is set and the log was read
+  type: dict
+  sample:
+    status: 200
+    version: 0.13.5
+    msg: OK
 '''
 
+import ipaddress
+import json
 import os
 import time
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import ProxyHandler, build_opener
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_log import (CommandSource, FileSource, check_expectations, follow_log,
+from ansible.module_utils.ollama_log import (FileSource, JournalSource, check_expectations, follow_log,
                                              hint_for, parse_size, summarize, total_vram_bytes)
 from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, boot_id, journal_command, log_sink,
                                                start_not_older_than, systemctl_show, try_systemctl_show,
@@ -267,12 +303,64 @@ def live_source(module, unit, source, deadline):
         return FileSource(path), 'file:%s' % path, accept_start, props
     if kind == 'journal':
         journalctl = module.get_bin_path('journalctl', required=True)
-        argv = journal_command(journalctl, props.get('Id') or unit, props.get('InvocationID'),
-                               props.get('MainPID'), boot_id())
-        return CommandSource(argv), 'journal:%s' % ' '.join(argv[5:]), None, props
+        scope = (journalctl, props.get('Id') or unit, props.get('InvocationID'), props.get('MainPID'), boot_id())
+        argv = journal_command(*scope)
+        source = JournalSource(argv, poll_argv=journal_command(*scope, follow=False))
+        return source, 'journal:%s' % ' '.join(argv[5:]), None, props
     fail_early(module, 'unit %s sends its log where this module cannot read it (%s): set log_path to a '
                        'saved log, or send StandardError to journal or a file' % (unit, sink['setting']),
                'unit:%s' % unit)
+
+
+def _is_loopback(host):
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def probe_api(url, deadline, interval=0.2):
+    """GET <url>/api/version until it answers 200 or ``deadline`` (epoch) passes; never raises.
+
+    Returns {'status': HTTP status of the last try, 0 when nothing answered, 'version': the body's
+    version or None, 'msg': 'OK' or what went wrong}.
+    """
+    target = url.rstrip('/') + '/api/version'
+    try:
+        parts = urlsplit(target)
+        host = parts.hostname
+    except ValueError as exc:
+        return {'status': 0, 'version': None, 'msg': 'api_url %r is not a URL: %s' % (url, exc)}
+    if parts.scheme not in ('http', 'https') or not host:
+        return {'status': 0, 'version': None, 'msg': 'api_url must be an http:// or https:// URL, got %r' % url}
+    opener = build_opener(ProxyHandler({})) if _is_loopback(host) else build_opener()
+    while True:
+        try:
+            resp = opener.open(target, timeout=max(0.2, min(5.0, deadline - time.time())))
+            try:
+                status, body = resp.getcode(), resp.read(65536)
+            finally:
+                resp.close()
+            try:
+                data = json.loads(body.decode('utf-8', 'replace'))
+            except ValueError:
+                data = None
+            if status == 200:
+                return {'status': 200, 'version': data.get('version') if isinstance(data, dict) else None,
+                        'msg': 'OK'}
+            msg = 'HTTP %s' % status
+        except HTTPError as exc:
+            status, msg = exc.code, 'HTTP %s %s' % (exc.code, exc.reason)
+        except URLError as exc:
+            status, msg = 0, str(exc.reason)
+        except Exception as exc:    # timeouts, resets, malformed answers: try again until the deadline
+            status, msg = 0, str(exc) or exc.__class__.__name__
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            return {'status': status, 'version': None, 'msg': msg}
+        time.sleep(min(interval, remaining))
 
 
 def run_module():
@@ -286,6 +374,7 @@ def run_module():
             min_devices=dict(type='int', default=1),
             min_total_vram=dict(type='raw'),
             library=dict(type='str'),
+            api_url=dict(type='str'),
         ),
         supports_check_mode=True,
     )
@@ -346,6 +435,10 @@ def run_module():
         hint=hint,
         summary=summarize(result, problems, hint),
     )
+    if p['api_url']:
+        # after the log: once discovery has reported, the API normally answers the first GET. Same
+        # deadline (a log that used it all leaves one try), but a second at least, for timeout=0
+        out['api'] = probe_api(p['api_url'], max(deadline, began + 1.0))
     if problems:
         found = 'found mode %s' % result['mode']
         if devices:

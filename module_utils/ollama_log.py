@@ -23,8 +23,9 @@ month spelling, ``short-iso``, ``short-precise``, ``short-full``, ``short-unix``
 without ``time=``, and records hard-wrapped over several lines (a line that does not start a new record
 is joined to the previous one: see ``_is_continuation``).
 
-The second half of the file follows a growing log (a file, or a command such as ``journalctl -f``)
-until the start has a verdict: ``follow_log(source, timeout)``; both sources share that loop.
+The second half of the file follows a growing log (a file, or a command such as ``journalctl -f``;
+``JournalSource`` polls the journal instead when journalctl cannot follow) until the start has a
+verdict: ``follow_log(source, timeout)``; all sources share that loop.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -120,6 +121,18 @@ def log_time_to_epoch(text):
     except (OverflowError, ValueError):
         return None
     return epoch + frac
+
+
+def written_epoch(text):
+    """The latest epoch at which a record stamped ``text`` can have been written, or None.
+
+    A stamp without a fraction of a second (the pre-slog ``2025/02/28 12:37:36`` form) was cut to the
+    second: the record may be up to a second younger than the stamp says.
+    """
+    epoch = log_time_to_epoch(text)
+    if epoch is None:
+        return None
+    return epoch if '.' in text else epoch + 1.0
 
 
 # --------------------------------------------------------------------------- prefixes
@@ -512,7 +525,7 @@ class LogParser(object):
             'rec': rec, 'has_config': False, 'has_listen': False, 'pid': rec and rec.get('pid'),
             'version': None, 'time': rec and rec['time'], 'lines': [], 'compute': [],
             'zero_vram': False, 'vram_lines': [], 'low_vram': None, 'no_gpus': [], 'errors': [],
-            'closed': False,
+            'closed': False, 'verdict_time': None,
         }
 
     def _add_error(self, start, kind, rec):
@@ -582,6 +595,7 @@ class LogParser(object):
             start['compute'] = [c for c in start['compute'] if c[0] != key]
             start['compute'].append((key, rec['fields'], _short(rec['text'])))
             start['closed'] = False
+            start['verdict_time'] = rec['time']
             return
         if start['compute']:
             start['closed'] = True
@@ -591,6 +605,8 @@ class LogParser(object):
                 start['vram_lines'].append(_short(rec['text']))
             if zero:
                 start['zero_vram'] = True
+                if not start['compute']:
+                    start['verdict_time'] = rec['time']
             elif rec['msg'] == 'entering low vram mode':
                 start['low_vram'] = {'total_vram': value, 'threshold': rec['fields'].get('threshold')}
 
@@ -630,6 +646,8 @@ class LogParser(object):
             'discovery_errors': list(start['errors']),
             # a record followed the last `inference compute` one: the device list is complete
             'verdict_closed': bool(start['compute']) and start['closed'],
+            # when the record the verdict rests on was written, by its own stamp (None without one)
+            'verdict_written': written_epoch(start['verdict_time']),
         }
 
 
@@ -790,6 +808,8 @@ class FileSource(object):
     """
 
     CHUNK = 1024 * 1024
+    # has_more() is exact: once it is False, every byte written so far has been read
+    exact_tail = True
 
     def __init__(self, path, poll=0.05, tail_scan=True):
         self.path = path
@@ -877,6 +897,9 @@ class CommandSource(object):
     standard error text (kept in a temporary file, so a chatty command never blocks).
     """
 
+    # has_more() only sees what the command has already flushed into the pipe, not what it is about to
+    exact_tail = False
+
     def __init__(self, argv, env=None):
         self.argv = list(argv)
         self.ended = False
@@ -920,14 +943,105 @@ class CommandSource(object):
         return err
 
 
-def follow_log(source, timeout, accept_start=None, settle=0.3, poll=0.05, drain=10.0, clock=time.monotonic):
+# journalctl's words when it cannot get an inotify instance to follow with (it then prints what there
+# is and exits): fs.inotify.max_user_instances is per user, and every container on a kernel shares root's
+INOTIFY_EXHAUSTED = ('Insufficient watch descriptors available', 'Reverting to -n')
+
+
+class JournalSource(object):
+    """``journalctl --follow``, or polling the same query when journalctl cannot follow.
+
+    Starts ``argv`` (a following journalctl) as a ``CommandSource``. When that ends and its standard
+    error says the inotify instances are used up (``INOTIFY_EXHAUSTED``), it switches to re-running
+    ``poll_argv`` (the same query without ``--follow``; by default ``argv`` less ``--follow``/``-f``)
+    every ``interval`` seconds; each run whose output differs from the last is returned whole, as a
+    new text (reset). Any other end of the follower, or a failing poll, ends the source as
+    ``CommandSource`` would (``ended``, ``error``).
+    """
+
+    def __init__(self, argv, poll_argv=None, interval=0.1, run_timeout=10.0):
+        self.argv = list(argv)
+        self.poll_argv = list(poll_argv) if poll_argv else [a for a in argv if a not in ('--follow', '-f')]
+        self.interval = interval
+        self.run_timeout = run_timeout
+        self.polling = False
+        self.ended = False
+        self.error = None
+        self._follower = CommandSource(self.argv)
+        self._next_run = 0.0
+        self._last_output = None
+
+    @property
+    def exact_tail(self):
+        # a poll hands over a whole, finished output
+        return self.polling
+
+    def read(self, wait):
+        if self.ended:
+            time.sleep(max(0.0, min(wait, 0.05)))
+            return '', False
+        if self.polling:
+            return self._poll(wait)
+        text, reset = self._follower.read(wait)
+        if self._follower.ended:
+            err = self._follower.close() or ''
+            if any(words in err for words in INOTIFY_EXHAUSTED):
+                self.polling = True
+                self._next_run = time.monotonic() + self.interval
+            else:
+                self.ended, self.error = True, err or None
+        return text, reset
+
+    def _poll(self, wait):
+        pause = self._next_run - time.monotonic()
+        if pause > 0:
+            time.sleep(min(max(0.0, wait), pause))
+            if time.monotonic() < self._next_run:
+                return '', False
+        self._next_run = time.monotonic() + self.interval
+        try:
+            proc = subprocess.run(self.poll_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, close_fds=True, timeout=self.run_timeout)
+        except subprocess.TimeoutExpired:
+            self.error = '%s did not finish within %s s' % (self.poll_argv[0], self.run_timeout)
+            return '', False
+        except OSError as exc:
+            self.ended, self.error = True, '%s: %s' % (self.poll_argv[0], exc.strerror)
+            return '', False
+        if proc.returncode != 0:
+            self.ended = True
+            self.error = proc.stderr.decode('utf-8', 'replace').strip() or (
+                '%s exited with status %d' % (self.poll_argv[0], proc.returncode))
+            return '', False
+        self.error = None
+        if proc.stdout == self._last_output:
+            return '', False
+        self._last_output = proc.stdout
+        return proc.stdout.decode('utf-8', 'replace'), True
+
+    def has_more(self):
+        return not (self.polling or self.ended) and self._follower.has_more()
+
+    def close(self):
+        if not (self.polling or self.ended):
+            self.error = self._follower.close() or None
+        return self.error or ''
+
+
+def follow_log(source, timeout, accept_start=None, settle=0.3, poll=0.05, drain=10.0, clock=time.monotonic,
+               wall=time.time):
     """Feed ``source`` to a parser until the current start has a verdict or ``timeout`` passes.
 
     Returns (result, waited_seconds, reason) with reason one of ``verdict``, ``timeout``, ``ended``.
     A verdict is final when a record follows the last ``inference compute`` record (the device list
     is complete) or, when the log goes quiet after it, ``settle`` seconds later (old versions print
-    nothing after discovery until the first request). ``accept_start(result)`` says whether the
-    start found is the current one (a file sink still holding the previous process's start is not).
+    nothing after discovery until the first request). The time since that record was written (its
+    ``time=`` stamp against ``wall``, the clock of the host that wrote it) counts toward ``settle``,
+    so a log read after the fact is judged at once; a source whose ``has_more()`` cannot see what is
+    about to arrive (``exact_tail`` false: a command's pipe) still gets one quiet ``poll`` first. A
+    record without a stamp, or stamped in the future, counts from when it was read.
+    ``accept_start(result)`` says whether the start found is the current one (a file sink still
+    holding the previous process's start is not).
     Data already written when the deadline passes is still read, for at most ``drain`` more seconds.
     """
     parser = LogParser()
@@ -952,7 +1066,7 @@ def follow_log(source, timeout, accept_start=None, settle=0.3, poll=0.05, drain=
         if current and result['mode'] != 'unknown':
             sig = (result['starts'], result['inference_compute_count'], result['total_vram_zero'])
             if sig != signature:
-                signature, since = sig, now
+                signature, since = sig, now - _quiet_already(result, source, settle, poll, wall)
             if result['verdict_closed'] or now - since >= settle:
                 return result, now - began, 'verdict'
         if getattr(source, 'ended', False) and not text:
@@ -964,3 +1078,14 @@ def follow_log(source, timeout, accept_start=None, settle=0.3, poll=0.05, drain=
             if accept_start is not None and not accept_start(result):
                 result = dict(result, mode='unknown', devices=[], stale_start=True)
             return result, now - began, 'timeout'
+
+
+def _quiet_already(result, source, settle, poll, wall):
+    """Seconds of the settle time that passed before the verdict's last record was read."""
+    written = result.get('verdict_written')
+    if written is None:
+        return 0.0
+    credit = min(settle, max(0.0, wall() - written))
+    if not getattr(source, 'exact_tail', False):
+        credit = min(credit, max(0.0, settle - poll))
+    return credit

@@ -1,10 +1,13 @@
 # -*- coding: utf-8 -*-
 """Unit tests for library/ollama_gpu_mode.py: main() in log_path mode against the corpus, the failure
 messages, following a growing file, and the live-mode plumbing (systemctl/journalctl faked)."""
+import json
 import os
+import socket
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import yaml
@@ -84,6 +87,97 @@ def test_gpu_result_values():
 def test_check_mode_is_a_normal_run():
     result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, '_ansible_check_mode': True})
     assert result['failed'] is False and result['changed'] is False and result['mode'] == 'gpu'
+
+
+# ------------------------------------------------------------------ api_url: the API's answer in the same run
+
+class FakeOllamaAPI(object):
+    """An http.server thread on 127.0.0.1 that answers GET /api/version like Ollama (or with ``status``)."""
+
+    def __init__(self, status=200, version='0.13.5'):
+        api = self
+        self.paths = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                api.paths.append(self.path)
+                ok = self.path == '/api/version' and status == 200
+                body = json.dumps({'version': version} if ok else {'error': 'nope'}).encode()
+                self.send_response(status if self.path == '/api/version' else 404)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(('127.0.0.1', 0), Handler)
+        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url():
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return 'http://127.0.0.1:%d' % port
+
+
+def test_api_url_answers(monkeypatch):
+    monkeypatch.setenv('http_proxy', 'http://proxy.invalid:3128')     # never used for a loopback API
+    with FakeOllamaAPI() as api:
+        result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, 'api_url': api.url + '/',
+                      '_ansible_check_mode': True})
+    assert result['failed'] is False and result['mode'] == 'gpu'
+    assert result['api'] == {'status': 200, 'version': '0.13.5', 'msg': 'OK'}
+    assert api.paths == ['/api/version']
+
+
+def test_api_url_closed_port_gives_status_0_within_the_deadline():
+    began = time.monotonic()
+    result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, 'api_url': closed_port_url()})
+    took = time.monotonic() - began
+    assert result['failed'] is False and result['mode'] == 'gpu'      # the API is reported, not failed on
+    assert result['api']['status'] == 0 and result['api']['version'] is None
+    assert 'refused' in result['api']['msg'].lower()
+    assert 0.9 < took < 2.0                                            # timeout 0: at least one second
+
+
+def test_api_url_waits_within_the_same_timeout():
+    began = time.monotonic()
+    result = run({'log_path': corpus('0.12.6-unknown-no-verdict.log'), 'timeout': 1.5, 'api_url': closed_port_url()})
+    took = time.monotonic() - began
+    assert result['failed'] and result['mode'] == 'unknown' and result['api']['status'] == 0
+    assert 1.4 < took < 2.2                                            # one deadline for the log and the API
+
+
+def test_api_url_error_status_is_reported():
+    with FakeOllamaAPI(status=503) as api:
+        result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': 0, 'api_url': api.url})
+    assert result['failed'] and result['mode'] == 'cpu'
+    assert result['api'] == {'status': 503, 'version': None, 'msg': 'HTTP 503 Service Unavailable'}
+    assert len(api.paths) > 1                                         # retried until the deadline
+
+
+def test_api_url_that_is_not_http_returns_at_once():
+    began = time.monotonic()
+    result = run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0, 'api_url': '127.0.0.1:11434'})
+    assert result['api']['status'] == 0 and 'http://' in result['api']['msg']
+    assert time.monotonic() - began < 0.5
+
+
+def test_no_api_url_no_api_key():
+    assert 'api' not in run({'log_path': corpus('0.12.6-gpu-journal-h100.log'), 'timeout': 0})
 
 
 # ------------------------------------------------------------------ failures
@@ -250,12 +344,14 @@ def test_live_journal_source(monkeypatch):
         def __init__(self, argv):
             started.append(argv)
 
-    monkeypatch.setattr(M, 'CommandSource', FakeCommandSource)
+    monkeypatch.setattr(L, 'CommandSource', FakeCommandSource)
     monkeypatch.setattr(M, 'boot_id', lambda: 'b00t')
     source, description, accept, props = M.live_source(FakeModule(RUNNING), 'ollama', 'auto', time.time() + 5)
-    assert isinstance(source, FakeCommandSource) and accept is None
-    assert started[0][0] == '/usr/bin/journalctl'
+    assert isinstance(source, L.JournalSource) and accept is None
+    assert started[0][0] == '/usr/bin/journalctl' and '--follow' in started[0]
     assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in started[0]
+    # the fallback when journalctl cannot follow: the same query, without --follow
+    assert source.poll_argv == [a for a in started[0] if a not in ('--follow', '--no-tail')]
     assert description.startswith('journal:_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c + ')
 
 
@@ -324,11 +420,11 @@ def test_live_main_with_fake_journalctl(monkeypatch):
               'print(lines[-1], flush=True)\n'
               'time.sleep(60)\n' % journal)
 
-    def fake_source(argv):
+    def fake_source(argv, poll_argv=None):
         assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in argv
-        return L.CommandSource([sys.executable, '-c', script])
+        return L.JournalSource([sys.executable, '-c', script])
 
-    monkeypatch.setattr(M, 'CommandSource', fake_source)
+    monkeypatch.setattr(M, 'JournalSource', fake_source)
     monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
     began = time.monotonic()
     result = run({'timeout': 20})
@@ -350,7 +446,8 @@ def test_live_unknown_reports_a_restart_while_waiting(monkeypatch):
               'print(%r, flush=True)\n'
               'time.sleep(60)\n' % L.__name__)   # one line of noise, no start
 
-    monkeypatch.setattr(M, 'CommandSource', lambda argv: L.CommandSource([sys.executable, '-c', script]))
+    monkeypatch.setattr(M, 'JournalSource',
+                        lambda argv, poll_argv=None: L.JournalSource([sys.executable, '-c', script]))
     monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
     monkeypatch.setattr(M, 'try_systemctl_show', lambda module, unit, props: (
         {'InvocationID': 'ffff', 'ActiveState': 'activating', 'SubState': 'auto-restart'}, None))

@@ -55,6 +55,13 @@ def lines(*items):
     return '\n'.join(items) + '\n'
 
 
+def stamped(line, age=0.0):
+    """``line`` with its ``time=`` stamp moved to ``age`` seconds ago (as Ollama would write it now)."""
+    at = time.time() - age
+    stamp = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(at)) + '.%03dZ' % int(at % 1 * 1000)
+    return 'time=' + stamp + line[line.index(' '):]
+
+
 # ------------------------------------------------------------------ corpus
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
@@ -129,6 +136,27 @@ def test_log_time_to_epoch():
     # Go's log package writes local time without a zone
     local = L.log_time_to_epoch('2025/02/28 12:37:36')
     assert local == time.mktime((2025, 2, 28, 12, 37, 36, 0, 0, -1))
+
+
+def test_written_epoch_allows_for_a_stamp_cut_to_the_second():
+    assert L.written_epoch('2024-08-01T10:00:00.000Z') == 1722506400.0
+    assert L.written_epoch('2024-08-01T10:00:00Z') == 1722506401.0
+    assert L.written_epoch('2025/02/28 12:37:36') == L.log_time_to_epoch('2025/02/28 12:37:36') + 1.0
+    assert L.written_epoch(None) is None and L.written_epoch('garbage') is None
+
+
+def test_verdict_written_is_the_stamp_of_the_last_verdict_record():
+    assert L.parse_log(lines(CONFIG_12, LISTEN_12))['verdict_written'] is None
+    assert L.parse_log(lines(LISTEN_12, IC_12))['verdict_written'] == L.log_time_to_epoch('2025-11-25T10:00:01.377Z')
+    # zero VRAM without a compute line is the CPU verdict's record; after one, the compute line stays it
+    zero = L.parse_log(lines(LISTEN_12, ZERO_VRAM))
+    assert zero['mode'] == 'cpu' and zero['verdict_written'] == L.log_time_to_epoch('2025-11-25T10:05:00.412Z')
+    later = ZERO_VRAM.replace('10:05:00.412Z', '10:06:00.000Z')
+    assert L.parse_log(lines(LISTEN_12, CPU_12, later))['verdict_written'] == \
+        L.log_time_to_epoch('2025-11-25T10:05:00.412Z')
+    # records without time= (some captures): no stamp, no credit
+    bare = 'level=INFO source=types.go:112 msg="inference compute" id=GPU-1 library=CUDA total="8.0 GiB"'
+    assert L.parse_log(lines(LISTEN_12, bare))['verdict_written'] is None
 
 
 # ------------------------------------------------------------------ tokenizer
@@ -664,11 +692,60 @@ def test_follow_big_file_starts_near_the_last_start(tmp_path):
 def test_follow_multi_gpu_waits_for_the_complete_device_list(tmp_path):
     path = str(tmp_path / 'multi.log')
     with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, IC_12))
-    thread, written = _writer(path, [IC_12.replace('GPU-3f6e', 'GPU-0000') + '\n'], 0.1)
+        f.write(lines(CONFIG_12, LISTEN_12, stamped(IC_12)))
+    thread, written = _writer(path, [stamped(IC_12.replace('GPU-3f6e', 'GPU-0000')) + '\n'], 0.1)
     result, waited, reason = L.follow_log(L.FileSource(path), 5)
     thread.join()
     assert len(result['devices']) == 2
+
+
+# ------------------------------------------------------------------ settle: the quiet time already passed
+
+def _follow_saved(tmp_path, *records):
+    path = tmp_path / 'ollama.log'
+    path.write_text(lines(*records))
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(L.FileSource(str(path)), 10)
+    return result, time.monotonic() - began, reason
+
+
+def test_settle_a_compute_line_older_than_settle_needs_no_wait(tmp_path):
+    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, IC_12)
+    assert reason == 'verdict' and result['mode'] == 'gpu' and not result['verdict_closed']
+    assert took < 0.2
+
+
+def test_settle_a_fresh_compute_line_still_waits(tmp_path):
+    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, stamped(IC_12))
+    assert reason == 'verdict' and result['mode'] == 'gpu'
+    assert 0.25 < took < 1.0
+
+
+def test_settle_counts_only_the_part_that_passed(tmp_path):
+    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, stamped(IC_12, age=0.15))
+    assert reason == 'verdict' and result['mode'] == 'gpu'
+    assert 0.05 < took < 0.28
+
+
+def test_settle_without_a_stamp_or_with_a_future_one_waits_as_before(tmp_path):
+    bare = IC_12[IC_12.index('level='):]
+    result, took, reason = _follow_saved(tmp_path, LISTEN_12, bare)
+    assert reason == 'verdict' and result['mode'] == 'gpu' and 0.25 < took < 1.0
+    result, took, reason = _follow_saved(tmp_path, LISTEN_12, stamped(IC_12, age=-30))
+    assert reason == 'verdict' and result['mode'] == 'gpu' and 0.25 < took < 1.0
+
+
+def test_settle_a_pipe_gets_one_quiet_poll_before_an_old_verdict(tmp_path):
+    # journalctl may flush a multi-GPU list in two pieces: one empty poll proves the pipe is quiet
+    path = tmp_path / 'journal.txt'
+    path.write_text(lines(CONFIG_12, LISTEN_12, IC_12))
+    source = L.CommandSource(['sh', '-c', 'cat "$0"; exec sleep 60', str(path)])
+    try:
+        result, waited, reason = L.follow_log(source, 10)
+    finally:
+        source.close()
+    assert reason == 'verdict' and result['mode'] == 'gpu'
+    assert 0.04 < waited < 0.2
 
 
 FAKE_JOURNALCTL = r'''
@@ -704,6 +781,62 @@ def test_follow_command_source_that_exits():
     err = source.close()
     assert reason == 'ended' and result['mode'] == 'unknown' and waited < 2
     assert 'No journal files' in err
+
+
+# journalctl without an inotify instance: warns and exits on --follow; prints the log file otherwise
+FAKE_JOURNALCTL_NO_INOTIFY = r'''
+import sys
+if "--follow" in sys.argv:
+    sys.stderr.write("Insufficient watch descriptors available. Reverting to -n.\\n")
+sys.stdout.write(open(sys.argv[1]).read())
+'''
+
+
+def test_journal_source_polls_when_journalctl_cannot_follow(tmp_path):
+    path = str(tmp_path / 'journal.txt')
+    with open(path, 'w') as f:
+        f.write(lines(CONFIG_12, LISTEN_12))
+    thread, written = _writer(path, [stamped(IC_12) + '\n'], 0.5)
+    source = L.JournalSource([sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, path, '--follow', '--no-tail'])
+    assert source.poll_argv == [sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, path, '--no-tail']
+    try:
+        result, waited, reason = L.follow_log(source, 10)
+    finally:
+        source.close()
+    done = time.monotonic()
+    thread.join()
+    assert source.polling and not source.ended and source.error is None
+    assert reason == 'verdict' and result['mode'] == 'gpu' and result['starts'] == 1
+    assert done - written[0] < 1.0
+
+
+def test_journal_source_polls_only_when_the_output_changed(tmp_path, monkeypatch):
+    path = tmp_path / 'journal.txt'
+    path.write_text(lines(CONFIG_12, LISTEN_12))
+    source = L.JournalSource([sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, str(path), '--follow'],
+                             interval=0.05)
+    texts = [source.read(0.2) for _ in range(10)]
+    source.close()
+    assert source.polling
+    assert [reset for text, reset in texts if text] == [False, True]      # the follower's, then one poll
+    assert all(text == lines(CONFIG_12, LISTEN_12) for text, reset in texts if text)
+
+
+def test_journal_source_other_ends_stop_it():
+    source = L.JournalSource([sys.executable, '-c', 'import sys; sys.stderr.write("No journal files were found.\\n")'])
+    result, waited, reason = L.follow_log(source, 5)
+    source.close()
+    assert reason == 'ended' and not source.polling and 'No journal files' in source.error
+
+
+def test_journal_source_poll_failure_ends_it(tmp_path):
+    script = ('import sys\n'
+              'sys.stderr.write("Insufficient watch descriptors available. Reverting to -n.\\n" if "--follow" '
+              'in sys.argv else "Failed to open journal: Permission denied\\n")\n'
+              'sys.exit(0 if "--follow" in sys.argv else 1)\n')
+    source = L.JournalSource([sys.executable, '-c', script, '--follow'])
+    result, waited, reason = L.follow_log(source, 5)
+    assert reason == 'ended' and source.polling and 'Permission denied' in source.close()
 
 
 def test_follow_timeout_zero_still_reads_a_whole_multi_chunk_file(tmp_path):
