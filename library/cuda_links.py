@@ -100,8 +100,9 @@ options:
     default: false
   backup:
     description:
-      - Keep replaced regular files as hidden backups in the same directory (C(.<name>.<UTC>.vgpu-backup));
-        hidden because ldconfig would otherwise read a C(lib*.so*) backup and repoint SONAME links at it.
+      - Keep what a link replaces - a regular file, or another symlink (its text, never followed) - as a hidden
+        backup in the same directory (C(.<name>.<UTC>.vgpu-backup)); hidden because ldconfig would otherwise
+        read a C(lib*.so*) backup and repoint SONAME links at it.
       - I(state=absent) restores the newest such backup.
     type: bool
     default: true
@@ -308,8 +309,9 @@ def plan_set(p, usable, target, names, target_soname):
                 if info['kind'] == 'symlink' and points_at(info, target):
                     backups = find_backups(path)
                     if p['backup'] and backups:
-                        item.update(action='restored', after='regular file (from %s)' % backups[-1],
-                                    backup_file=backups[-1])
+                        kept = backups[-1]
+                        item.update(action='restored', backup_file=kept,
+                                    after=os.readlink(kept) if os.path.islink(kept) else 'regular file (from %s)' % kept)
                     else:
                         item.update(action='removed', after=None)
                 else:
@@ -326,6 +328,9 @@ def plan_set(p, usable, target, names, target_soname):
             elif info['kind'] == 'symlink':
                 if points_at(info, target):
                     item.update(action='unchanged', after=info['link'])
+                elif p['backup']:
+                    # another link (a driver's, an older shim's): its text is kept, state=absent puts it back
+                    item.update(action='replaced', after=target, backup_file=backup_path(path))
                 else:
                     item.update(action='replaced', after=target)
             elif info['kind'] == 'directory':
@@ -387,6 +392,8 @@ def apply(items):
                 it['backup_file'] = make_backup(it['path'])
                 atomic_symlink(it['target'], it['path'])
             elif action in ('created', 'replaced'):
+                if it.get('backup_file'):
+                    it['backup_file'] = make_backup(it['path'])
                 atomic_symlink(it['target'], it['path'])
             elif action == 'removed':
                 os.unlink(it['path'])

@@ -317,16 +317,20 @@ def find_backups(path):
         base = os.path.basename(p)
         m = re.search(r'\.(\d{8}T\d{6}Z)(?:-(\d+))?%s$' % re.escape(BACKUP_SUFFIX), base)
         return (m.group(1), int(m.group(2) or 0)) if m else ('', 0)
-    found = [p for p in glob.glob(pattern) if stamp_re.match(os.path.basename(p)) and not os.path.islink(p)]
+    found = [p for p in glob.glob(pattern) if stamp_re.match(os.path.basename(p))]
     return sorted(found, key=key)
 
 
 def make_backup(path, now=None):
-    """Keep the regular file at path as a hidden backup beside it (hard link, else a copy). Returns its path.
+    """Keep the regular file (or symlink) at path as a hidden backup beside it. Returns its path.
 
-    A hard link keeps the original inode (owner, mode, times) and costs no space; path itself is
+    A regular file is kept as a hard link (else a copy): the original inode (owner, mode, times) at no
+    cost in space. A symlink is kept as a new symlink with the same text (never followed). path itself is
     untouched, so the caller can then rename something over it atomically."""
     dest = backup_path(path, now)
+    if os.path.islink(path):
+        os.symlink(os.readlink(path), dest)
+        return dest
     try:
         os.link(path, dest)
     except OSError:

@@ -109,6 +109,40 @@ def test_wrong_and_dangling_links_replaced(capsys, host):
     assert os.path.exists(other)           # the old target is untouched
 
 
+def test_replaced_link_is_kept_and_absent_puts_it_back(capsys, host):
+    """A foreign link's text is kept as a hidden symlink backup (never followed); absent restores it."""
+    driver = os.path.join(host.root, 'libcuda.so.535.104.05')
+    with open(driver, 'wb') as f:
+        f.write(b'not ours')
+    wrong = os.path.join(host.lib64, 'libcuda.so.1')
+    dangling = os.path.join(host.ollama, 'libcuda.so.1')
+    os.symlink(driver, wrong)
+    os.symlink('/gone/libcuda.so.1', dangling)
+    res = links(capsys, host)
+    items = by_path(res)
+    for path, text in ((wrong, driver), (dangling, '/gone/libcuda.so.1')):
+        kept = items[path]['backup_file']
+        assert items[path]['action'] == 'replaced' and os.readlink(path) == host.target
+        assert os.path.basename(kept).startswith('.libcuda.so.1.') and kept.endswith('.vgpu-backup')
+        assert os.path.islink(kept) and os.readlink(kept) == text
+    assert open(driver, 'rb').read() == b'not ours'
+    assert not links(capsys, host)['changed']          # the backups do not disturb the next run
+
+    off = links(capsys, host, state='absent')
+    items = by_path(off)
+    assert items[wrong]['action'] == 'restored' and items[wrong]['after'] == driver
+    assert os.readlink(wrong) == driver and os.readlink(dangling) == '/gone/libcuda.so.1'
+    assert not [n for n in os.listdir(host.lib64) if n.endswith('.vgpu-backup')]
+
+
+def test_replaced_link_without_backup(capsys, host):
+    wrong = os.path.join(host.lib64, 'libcuda.so.1')
+    os.symlink('/gone/libcuda.so.1', wrong)
+    res = links(capsys, host, backup=False)
+    assert by_path(res)[wrong]['action'] == 'replaced' and 'backup_file' not in by_path(res)[wrong]
+    assert not [n for n in os.listdir(host.lib64) if n.endswith('.vgpu-backup')]
+
+
 def test_relative_link_to_target_is_unchanged(capsys, host):
     """ldconfig rewrites a SONAME link to a relative name; that is still our link."""
     rel = os.path.join(host.lib64, 'libcuda.so.1')
