@@ -84,7 +84,8 @@ notes:
   - Where systemd is not running (containers, chroots) the unit is looked up as a unit file, daemon-reload is
     skipped with a warning and I(restart_required) is false with I(active_state=unknown).
   - I(effective_environment) merges C(Environment=) of the unit file and its drop-ins (unit.d, prefix and
-    C(service.d) directories under /etc, /run, /usr/local/lib, /usr/lib) in systemd's order; C(EnvironmentFile=)
+    C(service.d) directories under /etc, /run, /usr/local/lib, /usr/lib) in systemd's order, then takes out
+    what C(UnsetEnvironment=) removes (a variable of ours removed that way is a warning); C(EnvironmentFile=)
     and the manager's own environment are not included.
 seealso:
   - module: vgpu_shim
@@ -170,7 +171,8 @@ conflicts:
   type: list
   elements: dict
 effective_environment:
-  description: Environment= of the unit and its drop-ins merged in systemd's order (after the planned change).
+  description: Environment= of the unit and its drop-ins merged in systemd's order, less UnsetEnvironment= (after
+    the planned change).
   returned: always
   type: dict
 environment_sources:
@@ -204,7 +206,7 @@ from ansible.module_utils.vgpu_fs import (
     atomic_write, describe, mode_string, set_attrs_nofollow, unsafe_path_components,
 )
 from ansible.module_utils.vgpu_systemd import (
-    CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, effective_environment, find_conflicts, find_unit_file,
+    CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
     quote_environment_assignment, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
     variables_set_by, parse_show_environment,
 )
@@ -422,7 +424,8 @@ def main():
 
     # ---- report: effective environment, conflicts, whether the running process has it
     planned = {path: new_text}
-    env, sources = effective_environment(unit, search_dirs, planned)
+    details = environment_details(unit, search_dirs, planned)
+    env, sources = details['environment'], details['sources']
     dropins = dropin_files(unit, search_dirs, planned)
     conflicts = find_conflicts(unit, search_dirs, path, CONFLICT_VARIABLES, planned)
     managed = []
@@ -450,6 +453,10 @@ def main():
             merged = dict(env)
             merged.update(unit_env)
             unit_env = merged
+        # systemctl show lists Environment= before UnsetEnvironment= is applied: take out what the unit's
+        # files unset, or a variable another file removes would ask for a restart on every run
+        for v in details['unset_by']:
+            unit_env.pop(v, None)
         if active_state in RUNNING_STATES and main_pid > 0:
             running = read_proc_environ(main_pid, PROC_ROOT)
             if running is None:
@@ -475,6 +482,10 @@ def main():
                 module.warn('%s exports libc/loader functions (%s); preloaded it replaces them in the whole service '
                             'and can hijack its backend loading (PRELOAD_INTERPOSES_LOADER): prefer the library_path '
                             'strategy for it' % (lib, ', '.join(found)))
+    for v in managed:
+        if v in details['unset_by'] and present:
+            module.warn('%s is removed again by UnsetEnvironment= in %s: the service never gets it '
+                        '(PRELOAD_CONFLICT); remove that entry' % (v, details['unset_by'][v]))
     for c in conflicts:
         module.warn('%s also sets %s%s (PRELOAD_CONFLICT); remove those lines or that file'
                     % (c['path'], ', '.join(c['variables']),

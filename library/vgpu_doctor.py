@@ -17,7 +17,9 @@ description:
     existing C(<ollama_lib_dir>/cuda_v*) directory); the shims' ELF (class, machine, exports, checksum,
     libc/loader functions they interpose, undefined symbols); their readability as the unit's C(User=)
     (C(Group=), supplementary groups); the unit's environment merged from its unit file and drop-ins in
-    systemd's order and as C(systemctl show) reports it, against C(/proc/<MainPID>/environ) and the runner
+    systemd's order - C(Environment=), then C(UnsetEnvironment=) (names, or exact C(NAME=VALUE) assignments;
+    an empty assignment resets the list) removing variables whichever file set them - and as C(systemctl show)
+    reports it (C(Environment) less C(UnsetEnvironment)), against C(/proc/<MainPID>/environ) and the runner
     processes (its children) including whether the shim is mapped in C(/proc/<pid>/maps);
     C(/etc/ld.so.preload); real NVIDIA driver libraries on the loader path (and the dpkg/rpm package that owns
     them); C(OLLAMA_LLM_LIBRARY) against the backend directories; C(CUDA_VISIBLE_DEVICES); C(PrivateDevices=)
@@ -112,6 +114,16 @@ options:
     description: Allow the C(LD_BIND_NOW) load test of a shim whose ELF shows unresolved symbols.
     type: bool
     default: true
+  preload:
+    description:
+      - The C(LD_PRELOAD) entries our drop-in is meant to have, in order - what the operator's
+        C(ollama_vgpu_unit_preload) renders (for example only the NVML shim, with C(libcuda.so.1) links doing
+        the rest). PRELOAD_NOT_APPLIED then asks the unit's C(LD_PRELOAD) for these, in this order, and
+        SHIM_UNDEFINED_SYMBOL does not propose a drop-in that preloads the CUDA shim when this list leaves it out.
+      - Unset - I(shim) then I(nvml_shim) for C(preload); nothing for C(library_path). An empty list expects
+        no C(LD_PRELOAD) entry (the C(library_path) check of C(LD_LIBRARY_PATH) stays).
+    type: list
+    elements: path
   root:
     description:
       - Test hook - a directory that stands in for C(/) for the fixed system locations (C(/etc), C(/proc),
@@ -128,6 +140,8 @@ attributes:
 notes:
   - Run as root; as another user the load test runs as that user and some C(/proc) files cannot be read.
   - DT_RPATH/DT_RUNPATH of Ollama's backend libraries and C(EnvironmentFile=) are not evaluated.
+  - A systemd older than 235 does not know C(UnsetEnvironment=) (C(systemctl show) has no such property); the
+    doctor then ignores it too and says so in C(notes).
 seealso:
   - module: ollama_gpu_mode
   - module: cuda_links
@@ -177,15 +191,17 @@ findings:
     - "SHIM_UNDEFINED_SYMBOL: the shim uses symbols none of its libraries provide (an NVML shim built against the
       CUDA shim) - an error when the load test or the current start's log shows the failure, a warning when it
       loads only because another preloaded library provides them."
-    - "PRELOAD_NOT_APPLIED: the unit's environment lacks the strategy's C(LD_PRELOAD)/C(LD_LIBRARY_PATH) (no or
-      wrong drop-in), or the running process's environment differs from the unit's (changed without a restart),
-      or systemd has not reloaded changed unit files, or the current start failed to preload a file that is
-      fine now."
+    - "PRELOAD_NOT_APPLIED: the unit's environment lacks the strategy's C(LD_PRELOAD)/C(LD_LIBRARY_PATH) or the
+      I(preload) entries (no or wrong drop-in; not reported when our drop-in has them right and a
+      PRELOAD_CONFLICT file overrides or unsets them - moving that file is the fix), or the running process's
+      environment differs from the unit's (changed without a restart), or systemd has not reloaded changed unit
+      files, or the current start failed to preload a file that is fine now."
     - "PRELOAD_MISSING_FILE: C(LD_PRELOAD) names a file that does not exist (the loader prints \"cannot be
       preloaded\")."
     - "PRELOAD_CONFLICT: another drop-in (or the unit file) sets C(LD_PRELOAD), C(LD_LIBRARY_PATH),
-      C(CUDA_VISIBLE_DEVICES) or C(OLLAMA_LLM_LIBRARY) - an error when its C(LD_PRELOAD)/C(LD_LIBRARY_PATH) is
-      the one the service gets and the runners then miss the shim."
+      C(CUDA_VISIBLE_DEVICES) or C(OLLAMA_LLM_LIBRARY), or removes one with C(UnsetEnvironment=) - an error when
+      its C(LD_PRELOAD)/C(LD_LIBRARY_PATH) is the one the service gets (or the service gets none) and the
+      runners then miss the shim. A variable that an C(UnsetEnvironment=) elsewhere removes is not a conflict."
     - "PRELOAD_HIJACK_RISK: a shim, a preloaded library or a directory the runners search (Ollama's own, the
       unit's C(LD_LIBRARY_PATH)) can be changed by a non-root user - code injection into the service."
     - "GLOBAL_PRELOAD: C(/etc/ld.so.preload) loads a vGPU shim into every process on the host."
@@ -213,7 +229,8 @@ findings:
       daemon-reload, restart), C(remove_global_preload) (remove C(fix.entries) from C(fix.path)),
       C(switch_strategy) (redeploy with C(vgpu_strategy=fix.strategy)), C(restart) (daemon-reload first when
       C(fix.daemon_reload)), C(manual) (nothing automatic - real driver present, no PCI device, snap Ollama,
-      a shim that must be rebuilt)."
+      a shim that must be rebuilt or an I(preload) list that must gain the CUDA shim, an C(UnsetEnvironment=)
+      in the unit file)."
   returned: always
   type: list
   elements: dict
@@ -267,8 +284,10 @@ service:
   returned: always
   type: dict
 environment:
-  description: The unit's environment (C(unit)), the running main process's (C(running), null when not
-    running), which file set each variable (C(sources)), the drop-ins in order, and our drop-in's path.
+  description: The unit's environment (C(unit), after C(UnsetEnvironment=)), the running main process's
+    (C(running), null when not running), which file set each variable (C(sources)), the unit's
+    C(UnsetEnvironment=) list (C(unset), each C(entry) with the C(path) that added it) and which file's entry
+    removed each variable (C(unset_by)), the drop-ins in order, and our drop-in's path.
   returned: always
   type: dict
 processes:
@@ -315,6 +334,7 @@ def main():
             log_timeout=dict(type='float', default=0),
             log_path=dict(type='path'),
             load_test=dict(type='bool', default=True),
+            preload=dict(type='list', elements='path'),
             root=dict(type='path', default='/'),
         ),
         supports_check_mode=True,

@@ -39,9 +39,10 @@ from ansible.module_utils.vgpu_fs import (
     unsafe_path_components, user_ids,
 )
 from ansible.module_utils.vgpu_systemd import (
-    CONFLICT_VARIABLES, UNIT_DIRS, boot_id, dropin_files, effective_environment, environment_of_text,
-    find_conflicts, find_unit_file, journal_command, log_sink, parse_show_environment, parse_systemd_timestamp,
-    parse_unit_text, read_proc_environ, start_not_older_than, try_systemctl_show, unit_files_setting,
+    CONFLICT_VARIABLES, UNIT_DIRS, apply_unset, boot_id, dropin_files, environment_details, environment_of_text,
+    find_conflicts, find_unit_file, journal_command, log_sink, parse_show_environment, parse_show_unset_environment,
+    parse_systemd_timestamp, parse_unit_text, read_proc_environ, start_not_older_than, try_systemctl_show,
+    unit_files_setting, variables_unset_by,
 )
 from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
 
@@ -81,11 +82,12 @@ CODES = {
                 'checksum, or lacks required exports',
     'SHIM_UNREADABLE': 'the service user cannot read the shim or search one of its parent directories',
     'SHIM_UNDEFINED_SYMBOL': 'the shim needs a symbol nothing provides (an NVML shim built against the CUDA shim)',
-    'PRELOAD_NOT_APPLIED': 'the unit lacks the strategy\'s LD_PRELOAD / LD_LIBRARY_PATH, or the running process '
-                           'does not have the unit\'s environment (drop-in changed without a restart)',
+    'PRELOAD_NOT_APPLIED': 'the unit lacks the strategy\'s (or the intended preload\'s) LD_PRELOAD / '
+                           'LD_LIBRARY_PATH, or the running process does not have the unit\'s environment '
+                           '(drop-in changed without a restart)',
     'PRELOAD_MISSING_FILE': 'LD_PRELOAD names a file that does not exist ("cannot be preloaded")',
     'PRELOAD_CONFLICT': 'another drop-in or the unit file sets LD_PRELOAD / LD_LIBRARY_PATH / '
-                        'CUDA_VISIBLE_DEVICES / OLLAMA_LLM_LIBRARY',
+                        'CUDA_VISIBLE_DEVICES / OLLAMA_LLM_LIBRARY, or removes one (UnsetEnvironment=)',
     'PRELOAD_HIJACK_RISK': 'a shim, a preloaded library or a library directory the service searches is '
                            'writable by a non-root user',
     'GLOBAL_PRELOAD': '/etc/ld.so.preload loads a vGPU shim into every process',
@@ -133,9 +135,9 @@ LOADER_VARIABLES = ('LD_PRELOAD', 'LD_LIBRARY_PATH')
 SANDBOX_SETTINGS = ('PrivateDevices', 'ProtectKernelTunables')
 
 UNIT_PROPERTIES = ('Id', 'LoadState', 'ActiveState', 'SubState', 'MainPID', 'InvocationID', 'User', 'Group',
-                   'SupplementaryGroups', 'DynamicUser', 'Environment', 'PrivateDevices', 'ProtectKernelTunables',
-                   'FragmentPath', 'DropInPaths', 'StandardOutput', 'StandardError', 'ExecMainStartTimestamp',
-                   'NeedDaemonReload', 'ExecStart')
+                   'SupplementaryGroups', 'DynamicUser', 'Environment', 'UnsetEnvironment', 'PrivateDevices',
+                   'ProtectKernelTunables', 'FragmentPath', 'DropInPaths', 'StandardOutput', 'StandardError',
+                   'ExecMainStartTimestamp', 'NeedDaemonReload', 'ExecStart')
 
 DEFAULT_SHIM = {'preload': '/usr/lib64/libvgpu-cuda.so', 'library_path': '/opt/vgpu/lib/libvgpu-cuda.so'}
 NVIDIA_PCI_VENDOR = '0x10de'
@@ -523,6 +525,9 @@ class Facts(object):
         self.unit_env_shown = {}    # as `systemctl show -p Environment` reports it now
         self.unit_env_files = {}    # merged from the unit file and drop-ins
         self.env_sources = {}
+        self.unset = []             # the unit's UnsetEnvironment= list: [{'entry', 'path'}]
+        self.unset_by = {}          # {variable: file whose UnsetEnvironment= removes it}
+        self.our_env = {}           # what our drop-in alone assigns
         self.dropin_path = None
         self.dropins = []
         self.conflicts = []
@@ -596,16 +601,28 @@ def _gather_unit(f, probe):
               'unit_file': find_unit_file(unit, unit_dirs)}
     f.dropin_path = os.path.join(f.paths.systemd_dir, unit + '.d', p['dropin'])
     f.dropins = dropin_files(unit, unit_dirs)
-    f.unit_env_files, f.env_sources = effective_environment(unit, unit_dirs)
-    texts = [t for _p, t in _unit_texts(f)]
     props = f.unit['props']
+    # UnsetEnvironment= (systemd 235+) removes variables after every Environment=; `systemctl show` lists it
+    # apart from Environment (an unknown property is not printed at all: a systemd that ignores the setting)
+    honour_unset = props is None or 'UnsetEnvironment' in props
+    details = environment_details(unit, unit_dirs, honour_unset=honour_unset)
+    f.unit_env_files, f.env_sources = details['environment'], details['sources']
+    f.unset, f.unset_by = details['unset'], details['unset_by']
+    if not honour_unset and details['unset']:
+        f.notes.append('systemd reports no UnsetEnvironment property (older than 235): UnsetEnvironment= in %s '
+                       'is ignored by it' % ', '.join(sorted(set(u['path'] for u in details['unset']))))
+    our_text = _read_small(f.dropin_path)
+    f.our_env = environment_of_text(our_text, unit) if our_text is not None else {}
+    texts = [t for _p, t in _unit_texts(f)]
     if props is not None:
         shown = props.get('Environment') or ''
         env = parse_show_environment(shown)
         if '[unprintable]' in shown:
-            merged = dict(f.unit_env_files)
+            merged = dict(details['assigned'])
             merged.update(env)
             env = merged
+        if 'UnsetEnvironment' in props:
+            apply_unset(env, parse_show_unset_environment(props.get('UnsetEnvironment')))
         f.unit_env_shown = env
         f.unit['load_state'] = props.get('LoadState')
         f.unit['active_state'] = props.get('ActiveState')
@@ -665,13 +682,51 @@ def _gather_unit(f, probe):
     elif not f.unit['main_pid']:
         f.notes.append('unit %s has no running main process (ActiveState=%s): process checks skipped'
                        % (unit, f.unit['active_state']))
-    f.conflicts = find_conflicts(unit, unit_dirs, f.dropin_path, CONFLICT_VARIABLES)
+    f.conflicts = _unit_conflicts(f, unit, unit_dirs)
+
+
+def _unit_conflicts(f, unit, unit_dirs):
+    """Other drop-ins and the unit file that set a CONFLICT_VARIABLES variable the service gets, or that
+    remove one our drop-in sets or the layout needs with UnsetEnvironment= (which wins whatever the file's
+    name). A variable a file sets but an UnsetEnvironment= elsewhere (ours: the unset_env fix) removes does not
+    reach the service: not a conflict."""
+    needed = set(f.our_env)
+    if intended_preload(f.p):
+        needed.add('LD_PRELOAD')
+    if f.p['strategy'] == 'library_path':
+        needed.add('LD_LIBRARY_PATH')
+    conflicts = []
+    for c in find_conflicts(unit, unit_dirs, f.dropin_path, CONFLICT_VARIABLES):
+        moot = [v for v in c['variables'] if v in f.unset_by and f.unset_by[v] != c['path']]
+        if moot:
+            f.notes.append('%s sets %s, which UnsetEnvironment= in %s removes: not a conflict' % (
+                c['path'], ', '.join(moot), ', '.join(sorted(set(f.unset_by[v] for v in moot)))))
+        c['variables'] = [v for v in c['variables'] if v not in moot]
+        conflicts.append(c)
     # the unit file itself can set them too (find_conflicts looks at drop-ins only)
     if f.unit['unit_file']:
         names = [n for n in CONFLICT_VARIABLES if f.env_sources.get(n) == f.unit['unit_file']]
-        if names:
-            f.conflicts.append({'path': f.unit['unit_file'], 'variables': names, 'overrides_ours': False,
-                                'unit_file': True})
+        conflicts.append({'path': f.unit['unit_file'], 'variables': names, 'overrides_ours': False,
+                          'unit_file': True})
+    # UnsetEnvironment= of another file that takes one of them away from the service
+    for path, text in _unit_texts(f):
+        if path == f.dropin_path:
+            continue
+        unsets = [v for v in variables_unset_by(text, unit)
+                  if v in CONFLICT_VARIABLES and v in needed and f.unset_by.get(v) == path]
+        if not unsets:
+            continue
+        c = next((x for x in conflicts if x['path'] == path), None)
+        if c is None:
+            if path == f.unit['unit_file']:
+                c = {'path': path, 'variables': [], 'overrides_ours': False, 'unit_file': True}
+            else:
+                c = {'path': path, 'variables': [],
+                     'overrides_ours': os.path.basename(path) > os.path.basename(f.dropin_path)}
+            conflicts.append(c)
+        c['variables'] += [v for v in unsets if v not in c['variables']]
+        c['unsets'] = unsets
+    return [c for c in conflicts if c['variables']]
 
 
 def _proc_stat_ppid(proc, pid):
@@ -1400,6 +1455,11 @@ def check_shim_undefined_symbol(f):
     out = []
     cuda_exports = set(f.shims['cuda']['exports']) if f.shims.get('cuda') else set()
     preload = [o['path'] for o in f.preload_entries]
+    cuda_path = f.shims['cuda']['path'] if f.shims.get('cuda') else None
+
+    def is_cuda(path):
+        return cuda_path is not None and (path == cuda_path or _same_file(path, cuda_path))
+
     gpu = _gpu_start(f)
     for kind, test in sorted(f.load_tests.items()):
         shim = f.shims[kind]
@@ -1418,9 +1478,22 @@ def check_shim_undefined_symbol(f):
         ev = {'path': shim['path'], 'unresolved_symbols': symbols, 'needed_not_found': test['needed_missing'],
               'provided_by_cuda_shim': from_cuda, 'load_test': lt,
               'log_lines': [x['line'] for x in test['log']], 'unit_ld_preload': f.unit_env.get('LD_PRELOAD')}
-        cuda_preloaded = kind != 'cuda' and f.shims.get('cuda') and any(
-            _same_file(p, f.shims['cuda']['path']) for p in preload)
-        if from_cuda and not cuda_preloaded:
+        cuda_preloaded = kind != 'cuda' and any(is_cuda(p) for p in preload)
+        preload_src = _applied_by(f, 'LD_PRELOAD')
+        if from_cuda and not cuda_preloaded and preload_src in _conflict_paths(f) \
+                and preload_src != f.unit.get('unit_file') \
+                and any(is_cuda(p) for p in split_preload(f.our_env.get('LD_PRELOAD'))):
+            # our drop-in preloads the CUDA shim; another drop-in's LD_PRELOAD (PRELOAD_CONFLICT) replaces it
+            action, fix, text = 'move_conflicting_dropin', {'path': preload_src, 'variables': ['LD_PRELOAD']}, \
+                'move %s out of %s (its LD_PRELOAD, without the CUDA shim, wins over %s), daemon-reload and ' \
+                'restart' % (preload_src, os.path.dirname(preload_src), os.path.basename(f.dropin_path))
+        elif from_cuda and not cuda_preloaded and f.p.get('preload') is not None \
+                and not any(is_cuda(p) for p in f.p['preload']):
+            # the intended preload leaves the CUDA shim out: rendering the drop-in again changes nothing
+            action, fix, text = 'manual', {}, \
+                'add %s before %s to the preload list (ollama_vgpu_unit_preload) and run site.yml, or rebuild ' \
+                'the NVML shim so it does not use CUDA-shim symbols' % (cuda_path, shim['path'])
+        elif from_cuda and not cuda_preloaded:
             action, fix, text = 'rewrite_dropin', {'path': f.dropin_path}, \
                 'render %s again with the CUDA shim in LD_PRELOAD before %s, daemon-reload and restart; better, ' \
                 'rebuild the NVML shim so it does not use CUDA-shim symbols' % (f.dropin_path, shim['path'])
@@ -1503,37 +1576,52 @@ def check_preload_interposes_loader(f):
     return out
 
 
+def _applied_by(f, variable):
+    """The file whose setting decides variable for the service: the one that set it last, or the one whose
+    UnsetEnvironment= removes it."""
+    return f.env_sources.get(variable) or f.unset_by.get(variable)
+
+
 def check_preload_conflict(f):
     out = []
-    ours_env = {}
-    ours_text = _read_small(f.dropin_path)
-    if ours_text is not None:
-        ours_env = environment_of_text(ours_text, f.p['unit'])
+    ours_env = f.our_env
     for c in f.conflicts:
+        unsets = c.get('unsets') or []
         loader_vars = [v for v in c['variables'] if v in LOADER_VARIABLES]
-        wins = [v for v in loader_vars if f.env_sources.get(v) == c['path']]
-        harmful = [v for v in wins if v in ours_env or v == 'LD_PRELOAD' and f.p['strategy'] == 'preload'
+        wins = [v for v in loader_vars if _applied_by(f, v) == c['path']]
+        harmful = [v for v in wins if v in ours_env or v == 'LD_PRELOAD' and intended_preload(f.p)
                    or v == 'LD_LIBRARY_PATH' and f.p['strategy'] == 'library_path']
         harmful = [v for v in harmful if f.unit_env.get(v) != ours_env.get(v)]
         sev = 'error' if harmful and _resolution_ok(f) is not True else 'warning'
-        values = dict((v, f.unit_env.get(v) if f.env_sources.get(v) == c['path'] else '(overridden)')
+        values = dict((v, '(unset)' if v in unsets else
+                       f.unit_env.get(v) if f.env_sources.get(v) == c['path'] else '(overridden)')
                       for v in c['variables'])
         ev = {'path': c['path'], 'variables': c['variables'], 'values': values,
               'applied_after_ours': c['overrides_ours'], 'effective_from_this_file': wins,
               'our_dropin': f.dropin_path, 'our_values': dict((v, ours_env.get(v)) for v in c['variables'])}
-        if c.get('unit_file'):
+        if unsets:
+            ev['unsets'] = unsets
+        sets = [v for v in c['variables'] if v not in unsets]
+        what = ' and '.join(x for x in ('sets %s' % ', '.join(sets) if sets else '',
+                                        'unsets %s (UnsetEnvironment=)' % ', '.join(unsets) if unsets else '') if x)
+        if c.get('unit_file') and unsets:
+            action, fix, text = 'manual', {'path': c['path'], 'variables': c['variables']}, \
+                'remove %s from the unit file %s (an Ollama upgrade rewrites it anyway), daemon-reload, restart' % (
+                    ', '.join(['UnsetEnvironment=%s' % v for v in unsets] + sets), c['path'])
+        elif c.get('unit_file'):
             action, fix, text = 'unset_env', {'variable': c['variables'][0], 'path': c['path'],
                                               'variables': c['variables']}, \
                 'remove %s from the unit file %s (an Ollama upgrade rewrites it anyway), daemon-reload, restart' % (
                     ', '.join(c['variables']), c['path'])
         else:
             action, fix, text = 'move_conflicting_dropin', {'path': c['path'], 'variables': c['variables']}, \
-                'move %s out of %s (it sets %s%s), daemon-reload and restart %s' % (
-                    c['path'], os.path.dirname(c['path']), ', '.join(c['variables']),
+                'move %s out of %s (it %s%s), daemon-reload and restart %s' % (
+                    c['path'], os.path.dirname(c['path']), what,
                     ', and wins over %s' % os.path.basename(f.dropin_path) if wins else '', f.p['unit'])
-        out.append(finding('PRELOAD_CONFLICT', sev, '%s also sets %s%s' % (
-            c['path'], ', '.join(c['variables']),
-            ' and its value is the one the service gets' if wins else ''), ev, action, text, **fix))
+        out.append(finding('PRELOAD_CONFLICT', sev, '%s also %s%s' % (
+            c['path'], what,
+            (' so the service gets no %s' % ', '.join(wins) if set(wins) <= set(unsets) else
+             ' and its value is the one the service gets') if wins else ''), ev, action, text, **fix))
     return out
 
 
@@ -1726,40 +1814,64 @@ def check_link_wrong(f):
     return out
 
 
-def _desired_env_problems(f):
-    """What the unit's own environment lacks for the strategy (missing drop-in, wrong paths)."""
-    p = f.p
-    env = f.unit_env
-    problems = []
+def intended_preload(p):
+    """The LD_PRELOAD entries our drop-in is meant to have, in order: the preload parameter (the operator's
+    ollama_vgpu_unit_preload), else the strategy's - both shims for preload, none for library_path."""
+    if p.get('preload') is not None:
+        return list(p['preload'])
     if p['strategy'] == 'preload':
+        return [p['shim']] + ([p['nvml_shim']] if p.get('nvml_shim') else [])
+    return []
+
+
+def _desired_env_problems(f, env):
+    """[(variable, problem)]: what env lacks for the strategy and the intended preload (missing drop-in,
+    wrong paths)."""
+    p = f.p
+    problems = []
+    want = intended_preload(p)
+    if want:
         entries = split_preload(env.get('LD_PRELOAD'))
-        want = [p['shim']] + ([p['nvml_shim']] if p.get('nvml_shim') else [])
         pos = []
         for w in want:
             idx = [i for i, e in enumerate(entries) if e == w or _same_file(e, w)]
             if not idx:
-                problems.append('LD_PRELOAD of the unit does not contain %s' % w)
+                problems.append(('LD_PRELOAD', 'LD_PRELOAD of the unit does not contain %s' % w))
             else:
                 pos.append(idx[0])
         if len(pos) == len(want) and pos != sorted(pos):
-            problems.append('LD_PRELOAD has the NVML shim before the CUDA shim')
-    else:
+            shims = [p['shim'], p.get('nvml_shim')]
+            problems.append(('LD_PRELOAD', 'LD_PRELOAD has the NVML shim before the CUDA shim' if want == shims else
+                             'LD_PRELOAD does not have %s in this order' % ', '.join(want)))
+    if p['strategy'] == 'library_path':
         shim_dir = os.path.dirname(p['shim'])
         dirs = split_path_list(env.get('LD_LIBRARY_PATH'))
         if not dirs or os.path.normpath(dirs[0]) != os.path.normpath(shim_dir):
-            problems.append('LD_LIBRARY_PATH of the unit does not start with %s' % shim_dir)
+            problems.append(('LD_LIBRARY_PATH', 'LD_LIBRARY_PATH of the unit does not start with %s' % shim_dir))
     return problems
+
+
+def _conflict_paths(f):
+    return set(c['path'] for c in f.conflicts)
 
 
 def check_preload_not_applied(f):
     out = []
-    problems = _desired_env_problems(f)
+    problems = _desired_env_problems(f, f.unit_env)
+    # a variable that our drop-in has right but another file overrides (or unsets): that file's PRELOAD_CONFLICT
+    # (or PRELOAD_MISSING_FILE) carries the fix - moving it; rendering our drop-in again would change nothing
+    ours_wrong = set(v for v, _t in _desired_env_problems(f, f.our_env))
+    conflicts = _conflict_paths(f)
+    explained = [(v, t) for v, t in problems if v not in ours_wrong and _applied_by(f, v) in conflicts]
+    problems = [t for v, t in problems if (v, t) not in explained]
     if problems:
         ok = _resolution_ok(f)
         ev = {'problems': problems, 'unit_environment': dict((k, f.unit_env.get(k)) for k in PROCESS_VARIABLES
                                                              if k in f.unit_env),
               'dropin': f.dropin_path, 'dropin_exists': os.path.exists(f.dropin_path),
-              'runner_resolves_shim': ok}
+              'intended_preload': intended_preload(f.p), 'runner_resolves_shim': ok}
+        if explained:
+            ev['explained_by_conflicts'] = [t for _v, t in explained]
         out.append(finding('PRELOAD_NOT_APPLIED', 'warning' if ok else 'error',
                            'the unit\'s environment is not the %s layout: %s' % (f.p['strategy'], problems[0]),
                            ev, 'rewrite_dropin', 'render %s for the %s strategy (systemd_dropin_env), '
@@ -1907,7 +2019,8 @@ def doctor(params, paths=None, probe=None):
                                                       'unit_file', 'sandbox', 'need_daemon_reload',
                                                       'reload_pending')),
         'environment': {'unit': f.unit_env, 'running': f.running_env, 'sources': f.env_sources,
-                        'dropins': f.dropins, 'our_dropin': f.dropin_path},
+                        'unset': f.unset, 'unset_by': f.unset_by, 'dropins': f.dropins,
+                        'our_dropin': f.dropin_path},
         'processes': f.processes,
         'shims': dict((k, dict((kk, s[kk]) for kk in ('path', 'exists', 'sha256', 'expected_sha256', 'soname',
                                                         'elf', 'problems', 'interposed')))
@@ -1932,6 +2045,11 @@ def normalize_params(p):
     for d in p.get('link_dirs') or []:
         if not os.path.isabs(d):
             raise ValueError('link_dirs must be absolute paths, got %r' % d)
+    if p.get('preload') is not None:
+        for e in p['preload']:
+            if not e or not os.path.isabs(e) or ':' in e or re.search(r'\s', e):
+                raise ValueError('preload must list absolute paths without ":" or whitespace, got %r' % (e,))
+        p['preload'] = [os.path.normpath(e) for e in p['preload']]
     for n in p.get('link_names') or []:
         if not n or '/' in n:
             raise ValueError('link_names must be plain file names, got %r' % n)

@@ -261,15 +261,23 @@ def resolve_specifiers(word, unit=None):
     return ''.join(out)
 
 
-def parse_environment_value(value, unit=None):
-    """Assignments of one Environment= value: [(name, value)] in order (invalid words skipped), or None
-    for an empty value (which resets the list)."""
+def _value_words(value, unit=None):
+    """Words of one list setting's value (Environment=, UnsetEnvironment=): unquoted, C-unescaped, specifiers
+    resolved; on bad syntax the words before it. None for an empty value (which resets the list)."""
     if not value.strip():
         return None
     words, _err = split_words(value)
+    return [resolve_specifiers(w, unit) for w in words]
+
+
+def parse_environment_value(value, unit=None):
+    """Assignments of one Environment= value: [(name, value)] in order (invalid words skipped), or None
+    for an empty value (which resets the list)."""
+    words = _value_words(value, unit)
+    if words is None:
+        return None
     out = []
     for w in words:
-        w = resolve_specifiers(w, unit)
         name, sep, val = w.partition('=')
         if not sep or not name or '\0' in w:
             continue
@@ -332,14 +340,67 @@ def read_text(path):
         return f.read().decode('utf-8', 'replace')
 
 
-def effective_environment(unit, dirs, extra=None):
-    """(env, sources): the Environment= of unit merged the way systemd does — the unit file (first in dirs),
-    then its drop-ins in file-name order. sources maps each variable to the file that set it last.
+def parse_unset_environment_value(value, unit=None):
+    """Entries of one UnsetEnvironment= value, as systemd's config_parse_unset_environ() reads them: each word
+    unquoted and C-unescaped, specifiers resolved, kept when it is a variable name (``NAME``: unset it) or an
+    assignment (``NAME=VALUE``: unset it only while it has exactly that value); other words are ignored, and
+    on bad syntax the words before it count. None for an empty value (which resets the list)."""
+    words = _value_words(value, unit)
+    if words is None:
+        return None
+    return [w for w in words if '\0' not in w and ENV_NAME_RE.match(w.partition('=')[0])]
+
+
+def unset_assignments(text, unit=None):
+    """UnsetEnvironment= values set in the [Service] section of a unit/drop-in text, in order (raw values)."""
+    return [v for sec, k, v in parse_unit_text(text) if sec == 'Service' and k == 'UnsetEnvironment']
+
+
+def unset_matches(entry, name, value):
+    """Whether UnsetEnvironment= entry (NAME or NAME=VALUE) removes the variable name=value (strv_env_delete)."""
+    if '=' in entry:
+        return entry == '%s=%s' % (name, value)
+    return entry == name
+
+
+def apply_unset(env, entries):
+    """env (a dict) without the variables that UnsetEnvironment= entries remove; returns the removed names."""
+    removed = []
+    for name in list(env):
+        if any(unset_matches(e, name, env[name]) for e in entries):
+            del env[name]
+            removed.append(name)
+    return removed
+
+
+def variables_unset_by(text, unit=None):
+    """Names that the [Service] UnsetEnvironment= lines of text name (a reset counts as naming nothing)."""
+    names = []
+    for v in unset_assignments(text, unit):
+        for entry in parse_unset_environment_value(v, unit) or []:
+            name = entry.partition('=')[0]
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def environment_details(unit, dirs, extra=None, honour_unset=True):
+    """How systemd builds the unit's environment from the unit file (first in dirs) and its drop-ins in
+    file-name order (systemd.exec(5)): Environment= assignments merged (an empty one resets), then the
+    UnsetEnvironment= list (accumulated over the same files; an empty one resets it) removes variables -
+    after every assignment, whichever file the assignment came from.
+
+    Returns a dict: environment (what the service gets), sources ({variable: file that set it last}, for the
+    variables in environment), assigned (the Environment= merge before UnsetEnvironment=, as
+    `systemctl show -p Environment` reports it), unset ([{'entry', 'path'}] - the final UnsetEnvironment=
+    list, as `systemctl show -p UnsetEnvironment`), unset_by ({variable: file whose entry removed it}).
+    honour_unset=False: the environment of a systemd that does not know UnsetEnvironment= (before 235).
 
     extra: {path: text_or_None} overrides file contents (planned drop-in) or removes a file (None).
     EnvironmentFile= and the manager's own environment are not included."""
     extra = dict(extra or {})
     env, sources = {}, {}
+    unset = []
     files = []
     unit_file = find_unit_file(unit, dirs)
     if unit_file:
@@ -349,18 +410,49 @@ def effective_environment(unit, dirs, extra=None):
         text = extra[path] if path in extra else _safe_read(path)
         if text is None:
             continue
-        for v in environment_assignments(text, unit):
-            before = dict(env)
-            apply_environment(env, v, unit)
-            if not env:
-                sources = {}
-            for name in env:
-                if name not in before or before[name] != env[name]:
-                    sources[name] = path
-            for name in list(sources):
-                if name not in env:
-                    del sources[name]
-    return env, sources
+        for sec, key, v in parse_unit_text(text):
+            if sec != 'Service':
+                continue
+            if key == 'Environment':
+                before = dict(env)
+                apply_environment(env, v, unit)
+                if not env:
+                    sources = {}
+                for name in env:
+                    if name not in before or before[name] != env[name]:
+                        sources[name] = path
+                for name in list(sources):
+                    if name not in env:
+                        del sources[name]
+            elif key == 'UnsetEnvironment':
+                entries = parse_unset_environment_value(v, unit)
+                if entries is None:
+                    unset = []
+                    continue
+                for e in entries:
+                    if e not in [u['entry'] for u in unset]:
+                        unset.append({'entry': e, 'path': path})
+    assigned = dict(env)
+    unset_by = {}
+    if honour_unset:
+        for name in list(env):
+            hit = [u for u in unset if unset_matches(u['entry'], name, env[name])]
+            if hit:
+                del env[name]
+                sources.pop(name, None)
+                unset_by[name] = hit[0]['path']
+    return {'environment': env, 'sources': sources, 'assigned': assigned, 'unset': unset, 'unset_by': unset_by}
+
+
+def effective_environment(unit, dirs, extra=None):
+    """(env, sources): the environment systemd gives unit - Environment= of the unit file, then its drop-ins
+    in file-name order, less what UnsetEnvironment= removes (see environment_details). sources maps each
+    variable to the file that set it last.
+
+    extra: {path: text_or_None} overrides file contents (planned drop-in) or removes a file (None).
+    EnvironmentFile= and the manager's own environment are not included."""
+    d = environment_details(unit, dirs, extra)
+    return d['environment'], d['sources']
 
 
 def _safe_read(path):
@@ -393,17 +485,29 @@ def parse_show_environment(value):
     """{name: value} from `systemctl show -p Environment` output: space-separated NAME=value words. Older
     systemctl prints a value containing a space as '[unprintable]' (skipped); quoted words are unquoted."""
     env = {}
+    for word in _show_words(value):
+        name, sep, val = word.partition('=')
+        if sep and name and word != '[unprintable]':
+            env[name] = val
+    return env
+
+
+def parse_show_unset_environment(value):
+    """[entry] from `systemctl show -p UnsetEnvironment` output: space-separated NAME or NAME=VALUE words
+    (quoted words are unquoted)."""
+    return [w for w in _show_words(value) if w != '[unprintable]' and ENV_NAME_RE.match(w.partition('=')[0])]
+
+
+def _show_words(value):
+    """The words of a string-list property as `systemctl show` prints it: separated by spaces; newer
+    versions quote a word that needs it."""
     value = value or ''
     words = value.split(' ')
     if '"' in value or "'" in value:
         quoted, err = split_words(value)
         if err is None:
             words = quoted
-    for word in words:
-        name, sep, val = word.partition('=')
-        if sep and name and word != '[unprintable]':
-            env[name] = val
-    return env
+    return words
 
 
 def read_proc_environ(pid, proc_root='/proc'):

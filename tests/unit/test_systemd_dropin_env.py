@@ -222,6 +222,23 @@ def test_conflicts_reported(capsys, host, monkeypatch):
     assert any('PRELOAD_CONFLICT' in w and 'its values win' in w for w in res['warnings'])
 
 
+def test_variable_unset_by_another_file_is_reported_and_asks_for_no_restart(capsys, host, monkeypatch):
+    """systemctl show lists Environment= before UnsetEnvironment=: a preload another drop-in removes must not
+    make every run ask for a restart (the running process can never have it); it is a warning instead."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    with open(os.path.join(os.path.dirname(host.dropin), 'zz-debug.conf'), 'w') as f:
+        f.write('[Service]\nUnsetEnvironment=LD_PRELOAD\n')
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
+    res = run(capsys, host)
+    assert not res['changed'] and res['restart_required'] is False, res['restart_reasons']
+    assert 'LD_PRELOAD' not in res['effective_environment']
+    assert any('removed again by UnsetEnvironment= in' in w and 'zz-debug.conf' in w for w in res['warnings'])
+
+
 def test_dropin_symlink_replaced_not_written_through(capsys, host, monkeypatch):
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
     os.makedirs(os.path.dirname(host.dropin))

@@ -352,6 +352,205 @@ def test_visible_device_count():
     assert D.visible_device_count('GPU-8a3c', 1) is None
 
 
+# ------------------------------------------------------------------------------------------ UnsetEnvironment=
+
+def _unset_in_our_dropin(host, variable):
+    """Our drop-in as ollama_vgpu_unit renders it with extra UnsetEnvironment (the unset_env fix's way)."""
+    import systemd_dropin_env
+    host.dropin('vgpu.conf', systemd_dropin_env.render([host.shim, host.nvml], {}, {'UnsetEnvironment': variable}))
+
+
+def test_unset_environment_in_our_dropin_removes_the_variable(host):
+    """override.conf keeps CUDA_VISIBLE_DEVICES=-1, our drop-in unsets it, the service was restarted: the
+    doctor sees the variable gone - no VISIBLE_DEVICES, no PRELOAD_CONFLICT about override.conf."""
+    scenarios.SCENARIOS['visible_devices']['build'](host)
+    override = os.path.join(host.dropin_dir, 'override.conf')
+    ours = os.path.join(host.dropin_dir, 'vgpu.conf')
+    _unset_in_our_dropin(host, 'CUDA_VISIBLE_DEVICES')
+    host.running()
+    host.log('gpu-0.12.6.log')
+    res = fakehost.diagnose(host)
+    assert res['findings'] == [] and res['healthy'], res['findings']
+    env = res['environment']
+    assert 'CUDA_VISIBLE_DEVICES' not in env['unit'] and 'CUDA_VISIBLE_DEVICES' not in env['sources']
+    assert env['unset'] == [{'entry': 'CUDA_VISIBLE_DEVICES', 'path': ours}]
+    assert env['unset_by'] == {'CUDA_VISIBLE_DEVICES': ours}
+    assert any(n.startswith(override) and 'not a conflict' in n for n in res['notes'])
+
+
+def test_unset_of_a_variable_we_do_not_need_is_no_conflict(host):
+    """Another drop-in's UnsetEnvironment= of a variable our drop-in does not set and the layout does not need
+    (here: it removes override.conf's CUDA_VISIBLE_DEVICES=-1) is no PRELOAD_CONFLICT."""
+    scenarios.SCENARIOS['visible_devices']['build'](host)
+    clean = host.dropin('00-clean.conf', '[Service]\nUnsetEnvironment=CUDA_VISIBLE_DEVICES OLLAMA_LLM_LIBRARY\n')
+    host.running()
+    host.log('gpu-0.12.6.log')
+    res = fakehost.diagnose(host)
+    assert res['findings'] == [] and res['environment']['unset_by'] == {'CUDA_VISIBLE_DEVICES': clean}
+
+
+def test_unset_environment_not_yet_applied(host):
+    """The unset is in the files, but the process still has the variable: restart it (no unset_env again);
+    when systemd has not read the drop-in yet (UnsetEnvironment empty in systemctl show) daemon-reload first."""
+    scenarios.SCENARIOS['visible_devices']['build'](host)    # running with CUDA_VISIBLE_DEVICES=-1
+    _unset_in_our_dropin(host, 'CUDA_VISIBLE_DEVICES')
+    res = fakehost.diagnose(host)
+    assert [(f['code'], f['fix']['action'], f['fix']['daemon_reload']) for f in res['findings']] == [
+        ('VISIBLE_DEVICES', 'restart', False), ('PRELOAD_NOT_APPLIED', 'restart', False)]
+    assert res['findings'][0]['evidence']['value'] is None
+    assert res['findings'][1]['evidence']['differences'] == [
+        {'variable': 'CUDA_VISIBLE_DEVICES', 'running': '-1', 'unit': None}]
+    host.props['UnsetEnvironment'] = ''
+    res = fakehost.diagnose(host)
+    assert [(f['code'], f['fix']['action']) for f in res['findings']] == [
+        ('VISIBLE_DEVICES', 'restart'), ('PRELOAD_NOT_APPLIED', 'restart')]
+    assert res['findings'][1]['fix']['daemon_reload'] is True and res['service']['reload_pending'] is True
+
+
+@pytest.mark.parametrize('entry,reported', [
+    ('CUDA_VISIBLE_DEVICES=-1', False),     # NAME=VALUE with the value it has: removed
+    ('CUDA_VISIBLE_DEVICES=0', True),       # another value: kept
+])
+def test_unset_environment_assignment_form(host, entry, reported):
+    scenarios.SCENARIOS['visible_devices']['build'](host)
+    _unset_in_our_dropin(host, entry)
+    host.running()
+    assert ('VISIBLE_DEVICES' in codes(fakehost.diagnose(host))) is reported
+
+
+def test_unset_environment_reset_by_a_later_dropin(host):
+    """zz-reset.conf's empty UnsetEnvironment= empties the list: the variable reaches the service again."""
+    scenarios.SCENARIOS['visible_devices']['build'](host)
+    _unset_in_our_dropin(host, 'CUDA_VISIBLE_DEVICES')
+    host.dropin('zz-reset.conf', '[Service]\nUnsetEnvironment=\n')
+    host.running()
+    res = fakehost.diagnose(host)
+    assert res['findings'][0]['code'] == 'VISIBLE_DEVICES' and res['environment']['unset'] == []
+
+
+def test_unset_environment_ignored_by_a_systemd_without_it(host):
+    """systemctl show prints no UnsetEnvironment (systemd < 235): the setting is ignored, so is it here."""
+    scenarios.SCENARIOS['visible_devices']['build'](host)
+    _unset_in_our_dropin(host, 'CUDA_VISIBLE_DEVICES')
+    show = host.show
+
+    def old_show(unit, properties):
+        props, err = show(unit, properties)
+        props.pop('UnsetEnvironment', None)
+        return props, err
+    host.show = old_show
+    res = fakehost.diagnose(host)
+    assert res['findings'][0]['code'] == 'VISIBLE_DEVICES'
+    assert any('older than 235' in n for n in res['notes'])
+
+
+def test_dropin_that_unsets_ld_preload_is_the_conflict(host):
+    """A hardening drop-in with UnsetEnvironment=LD_PRELOAD takes our preload away whatever its name: it is the
+    PRELOAD_CONFLICT to move; our drop-in is fine and is not reported for a rewrite."""
+    host.healthy(log='cpu-0.12.6.log')
+    host.install('cuda_own_soname', host.shim)
+    scenarios._remove_ollama_links(host)
+    host.cache([])
+    path = host.dropin('00-hardening.conf', '[Service]\nUnsetEnvironment=LD_PRELOAD\n')
+    host.running()
+    res = fakehost.diagnose(host)
+    c = [f for f in res['findings'] if f['code'] == 'PRELOAD_CONFLICT']
+    assert [(f['severity'], f['fix']) for f in c] == [
+        ('error', {'action': 'move_conflicting_dropin', 'path': path, 'variables': ['LD_PRELOAD']})]
+    assert c[0]['evidence']['unsets'] == ['LD_PRELOAD'] and c[0]['evidence']['values'] == {'LD_PRELOAD': '(unset)'}
+    assert 'unsets LD_PRELOAD' in c[0]['summary'] and 'gets no LD_PRELOAD' in c[0]['summary']
+    assert 'rewrite_dropin' not in [f['fix']['action'] for f in res['findings']]
+    assert 'LD_PRELOAD' not in res['environment']['unit']
+
+
+# ------------------------------------------------------------------------------------------ intended preload
+
+def test_intended_nvml_only_preload(host):
+    """The operator's drop-in preloads only the NVML shim (libcuda.so.1 comes from the links): told so with
+    preload, the doctor no longer asks for the CUDA shim in LD_PRELOAD; by default it still does."""
+    host.healthy()
+    host.vgpu_dropin(preload=[host.nvml])
+    host.running()
+    res = fakehost.diagnose(host)
+    assert [(f['code'], f['severity'], f['fix']['action']) for f in res['findings']] == [
+        ('PRELOAD_NOT_APPLIED', 'warning', 'rewrite_dropin')]
+    assert host.shim in res['findings'][0]['summary']
+    res = fakehost.diagnose(host, preload=[host.nvml])
+    assert res['findings'] == [] and res['healthy'], res['findings']
+
+
+def test_intended_preload_is_what_the_unit_must_have(host):
+    host.healthy()
+    res = fakehost.diagnose(host, preload=[host.nvml + '/'])     # normalized, as the module's path type does
+    assert res['findings'] == []
+    res = fakehost.diagnose(host, preload=[host.nvml, host.shim])
+    na = [f for f in res['findings'] if f['code'] == 'PRELOAD_NOT_APPLIED']
+    assert [f['evidence']['problems'] for f in na] == [
+        ['LD_PRELOAD does not have %s, %s in this order' % (host.nvml, host.shim)]]
+    assert na[0]['evidence']['intended_preload'] == [host.nvml, host.shim]
+    other = host.P('/usr/lib64/libextra.so')
+    res = fakehost.diagnose(host, preload=[host.shim, host.nvml, other])
+    assert [f['summary'] for f in res['findings'] if f['code'] == 'PRELOAD_NOT_APPLIED'] == [
+        'the unit\'s environment is not the preload layout: LD_PRELOAD of the unit does not contain %s' % other]
+    # library_path with the role's default (no preload): only LD_LIBRARY_PATH is asked for
+    assert D.intended_preload(host.params(strategy='library_path', preload=[])) == []
+    with pytest.raises(ValueError):
+        host.params(preload=['relative/lib.so'])
+
+
+def test_undefined_symbol_with_an_intended_nvml_only_preload_is_manual(host):
+    """Rendering the drop-in again would not add the CUDA shim the inventory leaves out: a person decides."""
+    scenarios.SCENARIOS['shim_undefined_symbol']['build'](host)
+    res = fakehost.diagnose(host, preload=[host.nvml])
+    first = res['findings'][0]
+    assert (first['code'], first['severity'], first['fix']) == ('SHIM_UNDEFINED_SYMBOL', 'error', {'action': 'manual'})
+    assert 'ollama_vgpu_unit_preload' in first['fix_text'] and host.shim in first['fix_text']
+    assert 'PRELOAD_NOT_APPLIED' not in codes(res)
+
+
+# ------------------------------------------------------------------------------------------ conflicting drop-ins
+
+def test_conflicting_dropin_yields_only_the_conflict_fix(host):
+    """zz-debug.conf overrides our (correct) LD_PRELOAD with the NVML shim alone; the links still carry the
+    runners: one finding, moving zz-debug.conf - our drop-in is not reported for a rewrite."""
+    host.healthy()
+    path = host.dropin('zz-debug.conf', '[Service]\nEnvironment="LD_PRELOAD=%s" "OLLAMA_DEBUG=1"\n' % host.nvml)
+    host.running()
+    res = fakehost.diagnose(host)
+    assert [(f['code'], f['severity'], f['fix']) for f in res['findings']] == [
+        ('PRELOAD_CONFLICT', 'warning', {'action': 'move_conflicting_dropin', 'path': path,
+                                         'variables': ['LD_PRELOAD']})]
+    # once it is moved aside (and the service restarted) nothing is left
+    os.rename(path, path + '.vgpu-disabled-20261125T222600Z')
+    host.running()
+    assert fakehost.diagnose(host)['findings'] == []
+
+
+def test_conflicting_dropin_and_a_wrong_dropin_of_ours(host):
+    """When our drop-in is wrong too (here: gone), rewriting it is still asked for, beside the move."""
+    host.healthy()
+    path = host.dropin('zz-debug.conf', '[Service]\nEnvironment="LD_PRELOAD=%s"\n' % host.nvml)
+    os.unlink(os.path.join(host.dropin_dir, 'vgpu.conf'))
+    host.running()
+    res = fakehost.diagnose(host)
+    assert sorted((f['code'], f['fix']['action'], f['fix']['path']) for f in res['findings']) == [
+        ('PRELOAD_CONFLICT', 'move_conflicting_dropin', path),
+        ('PRELOAD_NOT_APPLIED', 'rewrite_dropin', os.path.join(host.dropin_dir, 'vgpu.conf'))]
+
+
+def test_undefined_symbol_from_a_conflicting_preload_moves_that_dropin(host):
+    """zz-debug.conf preloads the NVML shim alone, which needs the CUDA shim's symbols: the fix is moving
+    zz-debug.conf (vgpu.conf preloads the CUDA shim first), not rendering vgpu.conf again."""
+    scenarios.SCENARIOS['shim_undefined_symbol']['build'](host)
+    host.vgpu_dropin()
+    path = host.dropin('zz-debug.conf', '[Service]\nEnvironment="LD_PRELOAD=%s"\n' % host.nvml)
+    host.running()
+    res = fakehost.diagnose(host)
+    und = [f for f in res['findings'] if f['code'] == 'SHIM_UNDEFINED_SYMBOL']
+    assert und[0]['fix'] == {'action': 'move_conflicting_dropin', 'path': path, 'variables': ['LD_PRELOAD']}
+    assert 'rewrite_dropin' not in [f['fix']['action'] for f in res['findings']]
+
+
 # ------------------------------------------------------------------------------------------ facts from other sources
 
 def test_without_systemd_the_unit_files_are_read(host):
@@ -520,6 +719,8 @@ def test_module_never_modifies_the_host(host, capsys, monkeypatch, check):
 def test_module_refuses_bad_parameters(capsys):
     res = run_module(M, {'shim': 'relative/libvgpu-cuda.so'}, capsys)
     assert res['failed'] and 'absolute path' in res['msg']
+    res = run_module(M, {'preload': ['/usr/lib64/libvgpu-nvml.so', 'libvgpu-cuda.so']}, capsys)
+    assert res['failed'] and 'preload must list absolute paths' in res['msg']
 
 
 def test_broken_host_is_diagnosed_within_three_seconds(host):

@@ -174,6 +174,68 @@ def test_reset_in_dropin_clears_unit_environment(unitdirs):
     assert env == {'A': '1'} and list(sources) == ['A']
 
 
+def test_unset_environment_applies_after_every_assignment(unitdirs):
+    """systemd.exec(5): UnsetEnvironment= removes variables after Environment= is applied, whichever file set
+    them - an earlier drop-in's entry removes what a later one assigns; NAME=VALUE removes only that value."""
+    etc, run, usr, write = unitdirs
+    dirs = [etc, run, usr]
+    early = write(etc, 'ollama.service.d/10-unset.conf',
+                  '[Service]\nUnsetEnvironment=CUDA_VISIBLE_DEVICES "OLLAMA_DEBUG=1" X=nomatch\n')
+    late = write(etc, 'ollama.service.d/zz-set.conf',
+                 '[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=-1 OLLAMA_DEBUG=1 X=1 KEEP=1\n')
+    env, sources = S.effective_environment('ollama.service', dirs)
+    assert env == {'PATH': '/usr/bin', 'X': '1', 'KEEP': '1'}
+    assert sources == {'PATH': os.path.join(usr, 'ollama.service'), 'X': late, 'KEEP': late}
+    d = S.environment_details('ollama.service', dirs)
+    assert d['environment'] == env and d['sources'] == sources
+    assert d['assigned'] == {'PATH': '/usr/bin', 'CUDA_VISIBLE_DEVICES': '-1', 'OLLAMA_DEBUG': '1', 'X': '1',
+                             'KEEP': '1'}
+    assert d['unset'] == [{'entry': e, 'path': early} for e in ('CUDA_VISIBLE_DEVICES', 'OLLAMA_DEBUG=1',
+                                                                'X=nomatch')]
+    assert d['unset_by'] == {'CUDA_VISIBLE_DEVICES': early, 'OLLAMA_DEBUG': early}
+    # a systemd without UnsetEnvironment= (before 235) gives the service every assignment
+    assert S.environment_details('ollama.service', dirs, honour_unset=False)['environment'] == d['assigned']
+
+
+def test_unset_environment_reset_and_planned_content(unitdirs):
+    etc, run, usr, write = unitdirs
+    dirs = [etc, run, usr]
+    write(etc, 'ollama.service.d/50-tuning.conf', '[Service]\nEnvironment=OLLAMA_LLM_LIBRARY=cuda A=1\n')
+    ours = os.path.join(etc, 'ollama.service.d', 'vgpu.conf')
+    # what the remediate fix / ollama_vgpu_unit_extra would render into our drop-in
+    planned = {ours: '[Service]\nEnvironment="LD_PRELOAD=/p.so"\nUnsetEnvironment=OLLAMA_LLM_LIBRARY\n'}
+    env, sources = S.effective_environment('ollama.service', dirs, planned)
+    assert 'OLLAMA_LLM_LIBRARY' not in env and 'OLLAMA_LLM_LIBRARY' not in sources
+    assert env['A'] == '1' and sources['LD_PRELOAD'] == ours
+    # an empty assignment in a later file resets the list: the variable is back
+    reset = write(run, 'ollama.service.d/zz-reset.conf', '[Service]\nUnsetEnvironment=\nUnsetEnvironment=A\n')
+    d = S.environment_details('ollama.service', dirs, planned)
+    assert d['environment']['OLLAMA_LLM_LIBRARY'] == 'cuda' and 'A' not in d['environment']
+    assert d['unset'] == [{'entry': 'A', 'path': reset}]
+    # [Unit] section and other units' keys do not count
+    write(run, 'ollama.service.d/zz-reset.conf', '[Unit]\nUnsetEnvironment=A\n')
+    assert S.effective_environment('ollama.service', dirs, planned)[0]['A'] == '1'
+
+
+def test_parse_unset_environment_value():
+    assert S.parse_unset_environment_value('') is None and S.parse_unset_environment_value('  ') is None
+    # names and assignments are kept; invalid names (and "=x") are ignored, as systemd does
+    assert S.parse_unset_environment_value('A "B=two words" 1C A-B =x D=') == ['A', 'B=two words', 'D=']
+    assert S.parse_unset_environment_value('"V=%n" W=100%%', 'ollama.service') == ['V=ollama.service', 'W=100%']
+    # bad syntax: the words before it count
+    assert S.parse_unset_environment_value('A B=\\q C') == ['A']
+    assert S.variables_unset_by('[Service]\nUnsetEnvironment=A B=1\nUnsetEnvironment=A\n') == ['A', 'B']
+    env = {'A': '1', 'B': '2', 'C': '3'}
+    assert S.apply_unset(env, ['A', 'B=1', 'C=3']) == ['A', 'C'] and env == {'B': '2'}
+
+
+def test_parse_show_unset_environment():
+    assert S.parse_show_unset_environment('CUDA_VISIBLE_DEVICES OLLAMA_DEBUG=1') == [
+        'CUDA_VISIBLE_DEVICES', 'OLLAMA_DEBUG=1']
+    assert S.parse_show_unset_environment('"A=two words" B') == ['A=two words', 'B']
+    assert S.parse_show_unset_environment('') == [] and S.parse_show_unset_environment(None) == []
+
+
 def test_unit_file_priority(unitdirs):
     etc, run, usr, write = unitdirs
     write(etc, 'ollama.service', '[Service]\nEnvironment=FROM=etc\n')

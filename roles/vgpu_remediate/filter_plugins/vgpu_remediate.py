@@ -121,8 +121,8 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
             refusal = _refusal(f, 'move %s aside by hand (remediate only edits %s and its drop-in directory); %s'
                                % (fix.get('path'), os.path.join(systemd_dir, unit), f.get('fix_text')))
         elif action == 'unset_env' and not fix.get('path'):
-            # UnsetEnvironment= in our drop-in would work, but vgpu_doctor does not model it: the host would be
-            # reported (and restarted) forever
+            # the variable comes from outside the unit's files (EnvironmentFile=, the manager's environment):
+            # remediate edits only the unit and its drop-ins, so the operator removes it where it is set
             refusal = _refusal(f, 'remove %s where it is set (EnvironmentFile=, systemctl set-environment, a unit '
                                   'directory outside %s), daemon-reload and restart; %s'
                                % (fix.get('variable'), systemd_dir, f.get('fix_text')))
