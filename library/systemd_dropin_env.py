@@ -208,7 +208,7 @@ from ansible.module_utils.vgpu_fs import (
 from ansible.module_utils.vgpu_systemd import (
     CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
     quote_environment_assignment, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
-    variables_set_by, parse_show_environment,
+    variables_set_by, shown_environment,
 )
 
 HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit'
@@ -337,7 +337,7 @@ def main():
 
     search_dirs = unit_search_dirs(systemd_dir)
     props, systemd_error = try_systemctl_show(
-        module, unit, ['LoadState', 'ActiveState', 'MainPID', 'Environment'])
+        module, unit, ['LoadState', 'ActiveState', 'MainPID', 'Environment', 'UnsetEnvironment'])
     unit_file = find_unit_file(unit, search_dirs)
     if props is not None and props.get('LoadState') == 'masked':
         module.fail_json(msg='unit %s is masked; unmask it before adding a drop-in. Nothing was changed.' % unit)
@@ -438,7 +438,8 @@ def main():
     if systemd_up:
         current = props
         if daemon_reloaded:
-            again, _err = try_systemctl_show(module, unit, ['ActiveState', 'MainPID', 'Environment'])
+            again, _err = try_systemctl_show(module, unit, ['ActiveState', 'MainPID', 'Environment',
+                                                            'UnsetEnvironment'])
             current = again or props
         active_state = current.get('ActiveState') or 'unknown'
         try:
@@ -448,15 +449,7 @@ def main():
         # systemd's own view is authoritative once it has read the new drop-in; before that (check mode,
         # no reload) use the file-based merge, which includes the planned content
         systemd_current = not changed or daemon_reloaded or not content_changed
-        unit_env = parse_show_environment(current.get('Environment')) if systemd_current else env
-        if systemd_current and '[unprintable]' in (current.get('Environment') or ''):
-            merged = dict(env)
-            merged.update(unit_env)
-            unit_env = merged
-        # systemctl show lists Environment= before UnsetEnvironment= is applied: take out what the unit's
-        # files unset, or a variable another file removes would ask for a restart on every run
-        for v in details['unset_by']:
-            unit_env.pop(v, None)
+        unit_env = shown_environment(current, details['assigned']) if systemd_current else env
         if active_state in RUNNING_STATES and main_pid > 0:
             running = read_proc_environ(main_pid, PROC_ROOT)
             if running is None:

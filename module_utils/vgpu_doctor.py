@@ -39,10 +39,10 @@ from ansible.module_utils.vgpu_fs import (
     unsafe_path_components, user_ids,
 )
 from ansible.module_utils.vgpu_systemd import (
-    CONFLICT_VARIABLES, UNIT_DIRS, apply_unset, boot_id, dropin_files, environment_details, environment_of_text,
-    find_conflicts, find_unit_file, journal_command, log_sink, parse_show_environment, parse_show_unset_environment,
-    parse_systemd_timestamp, parse_unit_text, read_proc_environ, start_not_older_than, try_systemctl_show,
-    unit_files_setting, variables_unset_by,
+    CONFLICT_VARIABLES, UNIT_DIRS, boot_id, dropin_files, environment_details, environment_of_text,
+    find_conflicts, find_unit_file, journal_command, log_sink, parse_systemd_timestamp, parse_unit_text,
+    read_proc_environ, shown_environment, start_not_older_than, try_systemctl_show, unit_files_setting,
+    variables_unset_by,
 )
 from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
 
@@ -615,15 +615,7 @@ def _gather_unit(f, probe):
     f.our_env = environment_of_text(our_text, unit) if our_text is not None else {}
     texts = [t for _p, t in _unit_texts(f)]
     if props is not None:
-        shown = props.get('Environment') or ''
-        env = parse_show_environment(shown)
-        if '[unprintable]' in shown:
-            merged = dict(details['assigned'])
-            merged.update(env)
-            env = merged
-        if 'UnsetEnvironment' in props:
-            apply_unset(env, parse_show_unset_environment(props.get('UnsetEnvironment')))
-        f.unit_env_shown = env
+        f.unit_env_shown = shown_environment(props, details['assigned'])
         f.unit['load_state'] = props.get('LoadState')
         f.unit['active_state'] = props.get('ActiveState')
         f.unit['sub_state'] = props.get('SubState')

@@ -9,24 +9,29 @@ import os
 import re
 
 
+def _show(module, systemctl, unit, properties):
+    """(rc, out, err, {property: value}) of one ``systemctl show`` call."""
+    cmd = [systemctl, 'show', unit, '--no-pager']
+    for prop in properties:
+        cmd.extend(['-p', prop])
+    rc, out, err = module.run_command(cmd)
+    result = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition('=')
+        if sep:
+            result[key] = value
+    return rc, out, err, result
+
+
 def systemctl_show(module, unit, properties):
     """Return {property: value} for ``unit`` from one ``systemctl show`` call.
 
     ``module`` is an AnsibleModule (its run_command and get_bin_path are used).
     Unknown units come back with LoadState=not-found; callers decide what that means.
     """
-    systemctl = module.get_bin_path('systemctl', required=True)
-    cmd = [systemctl, 'show', unit, '--no-pager']
-    for prop in properties:
-        cmd.extend(['-p', prop])
-    rc, out, err = module.run_command(cmd)
+    rc, _out, err, result = _show(module, module.get_bin_path('systemctl', required=True), unit, properties)
     if rc != 0:
         module.fail_json(msg='systemctl show %s failed (rc=%d): %s' % (unit, rc, err.strip()))
-    result = {}
-    for line in out.splitlines():
-        key, sep, value = line.partition('=')
-        if sep:
-            result[key] = value
     return result
 
 
@@ -55,17 +60,9 @@ def try_systemctl_show(module, unit, properties):
     systemctl = module.get_bin_path('systemctl', required=False)
     if not systemctl:
         return None, 'systemctl not found'
-    cmd = [systemctl, 'show', unit, '--no-pager']
-    for prop in properties:
-        cmd.extend(['-p', prop])
-    rc, out, err = module.run_command(cmd)
+    rc, out, err, result = _show(module, systemctl, unit, properties)
     if rc != 0:
         return None, 'systemctl show %s failed (rc=%d): %s' % (unit, rc, ' / '.join((err or out).strip().splitlines()))
-    result = {}
-    for line in out.splitlines():
-        key, sep, value = line.partition('=')
-        if sep:
-            result[key] = value
     return result, None
 
 
@@ -496,6 +493,22 @@ def parse_show_unset_environment(value):
     """[entry] from `systemctl show -p UnsetEnvironment` output: space-separated NAME or NAME=VALUE words
     (quoted words are unquoted)."""
     return [w for w in _show_words(value) if w != '[unprintable]' and ENV_NAME_RE.match(w.partition('=')[0])]
+
+
+def shown_environment(props, assigned):
+    """The environment systemd gives the unit, from ``systemctl show -p Environment -p UnsetEnvironment``:
+    Environment= as shown (older systemctl prints a value with a space as '[unprintable]': those come from
+    ``assigned``, the unit files' Environment= merge), less what UnsetEnvironment= removes - systemd lists
+    it apart from Environment, and a systemd before 235 that ignores it does not print the property."""
+    shown = props.get('Environment') or ''
+    env = parse_show_environment(shown)
+    if '[unprintable]' in shown:
+        merged = dict(assigned)
+        merged.update(env)
+        env = merged
+    if 'UnsetEnvironment' in props:
+        apply_unset(env, parse_show_unset_environment(props.get('UnsetEnvironment')))
+    return env
 
 
 def _show_words(value):

@@ -231,8 +231,10 @@ def test_variable_unset_by_another_file_is_reported_and_asks_for_no_restart(caps
     with open(os.path.join(os.path.dirname(host.dropin), 'zz-debug.conf'), 'w') as f:
         f.write('[Service]\nUnsetEnvironment=LD_PRELOAD\n')
     set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
+    # as systemd shows it: Environment= as assigned, the unset list apart
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
-                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs),
+                   'UnsetEnvironment': 'LD_PRELOAD'}).install(monkeypatch)
     res = run(capsys, host)
     assert not res['changed'] and res['restart_required'] is False, res['restart_reasons']
     assert 'LD_PRELOAD' not in res['effective_environment']
