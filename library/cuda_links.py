@@ -388,10 +388,8 @@ def apply(items):
             if it.get('create_dir') and not os.path.isdir(it['create_dir']):
                 os.makedirs(it['create_dir'], 0o755)
                 os.chmod(it['create_dir'], 0o755)
-            if action == 'backed_up_and_replaced':
-                it['backup_file'] = make_backup(it['path'])
-                atomic_symlink(it['target'], it['path'])
-            elif action in ('created', 'replaced'):
+            if action in ('created', 'replaced', 'backed_up_and_replaced'):
+                # a planned backup_file: keep what is there (a file, or another link's text) first
                 if it.get('backup_file'):
                     it['backup_file'] = make_backup(it['path'])
                 atomic_symlink(it['target'], it['path'])
