@@ -18,16 +18,9 @@ import re
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.hashing import secure_hash
 
 SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
-
-
-def sha256_file(path, bufsize=1024 * 1024):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(bufsize), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ActionModule(ActionBase):
@@ -52,7 +45,7 @@ class ActionModule(ActionBase):
         if not os.path.isfile(path):
             raise ValueError('The %s shim artifact %s is missing or not a regular file on the controller'
                              % (label, src))
-        got = sha256_file(path)
+        got = secure_hash(path, hashlib.sha256)
         want = spec.get('sha256')
         if want:
             norm = str(want).strip().lower()

@@ -554,12 +554,18 @@ def main():
 
     plan = [step for s in shims for step in s.plan] + ([loader_step] if loader_step else [])
     changed = bool(plan)
-    result = dict(changed=changed, shims=[s.result() for s in shims],
-                  plan=[dict((k, v) for k, v in step.items() if k != 'content') for step in plan])
-    if loader:
-        result['loader_conf'] = loader
-    if single:
-        result.update(result['shims'][0], plan=result['plan'], src=p['src'])
+
+    def report():
+        """The result's shims and plan, as they stand (apply fills in the backups it made)."""
+        out = dict(changed=changed, shims=[s.result() for s in shims],
+                   plan=[dict((k, v) for k, v in step.items() if k != 'content') for step in plan])
+        if loader:
+            out['loader_conf'] = loader
+        if single:
+            out.update(out['shims'][0], plan=out['plan'], src=p['src'])
+        return out
+
+    result = report()
     if module._diff:
         before = ''.join(render_state(s.dest, s.before) for s in shims)
         after = ''.join(render_state(s.dest, s.after) for s in shims)
@@ -590,9 +596,7 @@ def main():
     except (IOError, OSError, ValueError) as e:
         module.fail_json(msg='Installing %s failed: %s; the shims before it in the list were installed, the rest '
                              'were not. Fix the cause and run again.' % (current, e), **result)
-    result['shims'] = [s.result() for s in shims]
-    if single:
-        result.update(result['shims'][0], plan=result['plan'], src=p['src'])
+    result.update(report())
     module.exit_json(**result)
 
 
