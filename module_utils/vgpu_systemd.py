@@ -15,12 +15,27 @@ def _show(module, systemctl, unit, properties):
     for prop in properties:
         cmd.extend(['-p', prop])
     rc, out, err = module.run_command(cmd)
+    return rc, out, err, parse_show_output(out)
+
+
+# properties `systemctl show` prints once per entry (one line each); parse_show_output joins them with newlines
+MULTI_LINE_PROPERTIES = ('EnvironmentFiles', 'ExecStart', 'ExecStartPre', 'ExecStartPost', 'ExecReload', 'ExecStop',
+                         'ExecStopPost', 'ExecCondition')
+
+
+def parse_show_output(out):
+    """{property: value} of `systemctl show` output. A property printed on several lines (EnvironmentFiles=,
+    ExecStart=, one line per entry) keeps every line, joined by newlines; any other repeated key keeps the last."""
     result = {}
     for line in out.splitlines():
         key, sep, value = line.partition('=')
-        if sep:
+        if not sep:
+            continue
+        if key in MULTI_LINE_PROPERTIES and key in result:
+            result[key] = result[key] + '\n' + value
+        else:
             result[key] = value
-    return rc, out, err, result
+    return result
 
 
 def systemctl_show(module, unit, properties):
@@ -140,19 +155,23 @@ def dropin_files(unit, dirs, extra=None):
     return [chosen[n] for n in sorted(chosen) if os.path.realpath(chosen[n]) != '/dev/null']
 
 
-def parse_unit_text(text):
-    """[(section, key, value)] from unit-file text (systemd.syntax(7)): comments (# ;), sections,
+def parse_unit_lines(text):
+    """[(section, key, value, line)] from unit-file text (systemd.syntax(7)): comments (# ;), sections,
     Key=Value with whitespace trimmed, lines ending in an odd number of backslashes continued on the
-    next line (backslash replaced by a space; comment lines inside a continuation skipped)."""
+    next line (backslash replaced by a space; comment lines inside a continuation skipped). ``line`` is the
+    1-based number of the setting's first physical line."""
     out = []
     section = None
     pending = None
-    for raw in text.splitlines():
+    first = None
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if pending is not None and line[:1] in ('#', ';'):
             continue
         if pending is None and (not line or line[:1] in ('#', ';')):
             continue
+        if pending is None:
+            first = number
         # continuation: an odd number of trailing backslashes
         n = len(line) - len(line.rstrip('\\'))
         if n % 2 == 1:
@@ -167,12 +186,17 @@ def parse_unit_text(text):
             continue
         key, sep, value = line.partition('=')
         if sep:
-            out.append((section, key.strip(), value.strip()))
+            out.append((section, key.strip(), value.strip(), first))
     if pending is not None:
         key, sep, value = pending.strip().partition('=')
         if sep:
-            out.append((section, key.strip(), value.strip()))
+            out.append((section, key.strip(), value.strip(), first))
     return out
+
+
+def parse_unit_text(text):
+    """[(section, key, value)] from unit-file text: parse_unit_lines() without the line numbers."""
+    return [(sec, key, value) for sec, key, value, _line in parse_unit_lines(text)]
 
 
 _SIMPLE_ESCAPES = {'a': '\a', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v',
