@@ -55,8 +55,37 @@ options:
     default: {}
   extra:
     description:
-      - Other C([Service]) settings, written verbatim as C(Key=value), for example C(LimitMEMLOCK=infinity).
-        Booleans are written as C(yes)/C(no). C(Environment) is not allowed here.
+      - Resource and sandbox settings for C([Service]), written verbatim as C(Key=value) after the environment,
+        sorted by key, for example C(LimitMEMLOCK=infinity). Booleans are written as C(yes)/C(no); values are
+        strings or numbers, without control characters and not ending in C(\) (systemd would join the next
+        line to it).
+      - "Only these keys are accepted (systemd.exec(5), systemd.resource-control(5), systemd.service(5)) - they
+        limit, weigh or fence the service and can neither run code nor change what it loads, who it runs as, its
+        environment or where it logs: resource limits C(LimitCPU), C(LimitFSIZE), C(LimitDATA), C(LimitSTACK),
+        C(LimitCORE), C(LimitRSS), C(LimitNOFILE), C(LimitAS), C(LimitNPROC), C(LimitMEMLOCK), C(LimitLOCKS),
+        C(LimitSIGPENDING), C(LimitMSGQUEUE), C(LimitNICE), C(LimitRTPRIO), C(LimitRTTIME); scheduling C(Nice),
+        C(OOMScoreAdjust), C(CPUSchedulingPolicy), C(CPUSchedulingPriority), C(CPUAffinity), C(NUMAPolicy),
+        C(NUMAMask), C(IOSchedulingClass), C(IOSchedulingPriority); resource control C(CPUAccounting),
+        C(CPUWeight), C(CPUQuota), C(CPUQuotaPeriodSec), C(AllowedCPUs), C(AllowedMemoryNodes),
+        C(MemoryAccounting), C(MemoryMin), C(MemoryLow), C(MemoryHigh), C(MemoryMax), C(MemorySwapMax),
+        C(TasksAccounting), C(TasksMax), C(IOAccounting), C(IOWeight), C(DeviceAllow), C(DevicePolicy); sandbox
+        C(PrivateDevices), C(ProtectKernelTunables) (the two C(vgpu_remediate) sets to C(no)), C(PrivateTmp),
+        C(ProtectSystem), C(ProtectHome), C(ProtectKernelModules), C(ProtectKernelLogs), C(ProtectControlGroups),
+        C(ProtectClock), C(ProtectHostname), C(ProtectProc), C(ProcSubset), C(NoNewPrivileges),
+        C(RestrictRealtime), C(RestrictSUIDSGID), C(RestrictNamespaces), C(LockPersonality),
+        C(MemoryDenyWriteExecute), C(SystemCallArchitectures), C(SystemCallFilter), C(CapabilityBoundingSet),
+        C(ReadWritePaths), C(ReadOnlyPaths), C(InaccessiblePaths); timing C(TimeoutStartSec), C(TimeoutStopSec),
+        C(TimeoutSec), C(RestartSec)."
+      - "Refused, with the reason, before anything is touched (check mode too): C(Exec*) (runs commands, as
+        root for C(ExecStartPre)), C(User), C(Group), C(DynamicUser), C(SupplementaryGroups), C(PAMName),
+        C(AmbientCapabilities) (identity and privileges), C(Environment), C(EnvironmentFile),
+        C(PassEnvironment), C(UnsetEnvironment) (use I(environment) and I(preload)), C(Standard*),
+        C(SyslogIdentifier), C(LogLevelMax) (where Ollama logs - what M(ollama_gpu_mode) reads),
+        C(WorkingDirectory), C(RootDirectory), C(RootImage), C(BindPaths), C(BindReadOnlyPaths),
+        C(TemporaryFileSystem), C(MountImages), C(ExtensionImages), C(ExtensionDirectories) (what files the
+        service sees - another library could take the shim's place), C(Restart) (whether Ollama comes back),
+        C(PrivateNetwork) (hides the API from the host) and every other key. Put such settings in a drop-in of
+        your own."
     type: dict
     default: {}
   state:
@@ -115,6 +144,7 @@ EXAMPLES = r'''
       OLLAMA_LLM_LIBRARY: cuda_v12
     extra:
       LimitMEMLOCK: infinity
+      # refused, with nothing changed: ExecStartPre, User, Environment, StandardError, BindPaths, unknown keys
 
 - name: Remove the drop-in
   systemd_dropin_env:
@@ -216,6 +246,69 @@ PROC_ROOT = '/proc'
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 EXTRA_KEY_RE = re.compile(r'^[A-Z][A-Za-z0-9]*$')
+# extra: resource and sandbox settings only (see DOCUMENTATION); the groups, in the order the error names them
+RLIMITS = ('CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NOFILE', 'AS', 'NPROC', 'MEMLOCK', 'LOCKS',
+           'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME')     # systemd.exec(5) LimitCPU= ... LimitRTTIME=
+EXTRA_GROUPS = (
+    ('resource limits', tuple('Limit' + r for r in RLIMITS)),
+    ('scheduling', ('Nice', 'OOMScoreAdjust', 'CPUSchedulingPolicy', 'CPUSchedulingPriority', 'CPUAffinity',
+                    'NUMAPolicy', 'NUMAMask', 'IOSchedulingClass', 'IOSchedulingPriority')),
+    ('resource control', ('CPUAccounting', 'CPUWeight', 'CPUQuota', 'CPUQuotaPeriodSec', 'AllowedCPUs',
+                          'AllowedMemoryNodes', 'MemoryAccounting', 'MemoryMin', 'MemoryLow', 'MemoryHigh',
+                          'MemoryMax', 'MemorySwapMax', 'TasksAccounting', 'TasksMax', 'IOAccounting', 'IOWeight',
+                          'DeviceAllow', 'DevicePolicy')),
+    ('sandbox', ('PrivateDevices', 'ProtectKernelTunables', 'PrivateTmp', 'ProtectSystem', 'ProtectHome',
+                 'ProtectKernelModules', 'ProtectKernelLogs', 'ProtectControlGroups', 'ProtectClock',
+                 'ProtectHostname', 'ProtectProc', 'ProcSubset', 'NoNewPrivileges', 'RestrictRealtime',
+                 'RestrictSUIDSGID', 'RestrictNamespaces', 'LockPersonality', 'MemoryDenyWriteExecute',
+                 'SystemCallArchitectures', 'SystemCallFilter', 'CapabilityBoundingSet', 'ReadWritePaths',
+                 'ReadOnlyPaths', 'InaccessiblePaths')),
+    ('timing', ('TimeoutStartSec', 'TimeoutStopSec', 'TimeoutSec', 'RestartSec')),
+)
+EXTRA_ALLOWED = frozenset(k for _group, keys in EXTRA_GROUPS for k in keys)
+# why a well-known key is refused (every key not in EXTRA_ALLOWED is refused)
+_IDENTITY = 'changes who the service runs as or what it is allowed to do'
+_ENVIRONMENT = 'sets the service environment: use the environment option (LD_PRELOAD: the preload option)'
+_LOGGING = 'changes where or what Ollama logs, which is what ollama_gpu_mode reads its verdict from'
+_FILES = 'changes which files the service sees, so another library could take the place of the shim or its links'
+EXTRA_REFUSED = dict(
+    [(k, _IDENTITY) for k in ('User', 'Group', 'DynamicUser', 'SupplementaryGroups', 'PAMName',
+                              'AmbientCapabilities', 'SecureBits')]
+    + [(k, _ENVIRONMENT) for k in ('Environment', 'EnvironmentFile', 'PassEnvironment', 'UnsetEnvironment')]
+    + [(k, _LOGGING) for k in ('SyslogIdentifier', 'SyslogFacility', 'SyslogLevel', 'LogLevelMax',
+                               'LogExtraFields', 'LogNamespace')]
+    + [(k, _FILES) for k in ('WorkingDirectory', 'RootDirectory', 'RootImage', 'RootImageOptions', 'BindPaths',
+                             'BindReadOnlyPaths', 'TemporaryFileSystem', 'MountImages', 'ExtensionImages',
+                             'ExtensionDirectories', 'RootDirectoryStartOnly', 'MountAPIVFS', 'PrivateMounts')]
+    + [('Restart', 'decides whether Ollama comes back after it exits: not a resource or sandbox setting'),
+       ('PrivateNetwork', 'gives the service a network of its own, so the host can no longer reach its API'),
+       ('Type', 'changes how systemd decides that Ollama has started')])
+
+
+def extra_key_refusal(key):
+    """Why ``key`` may not be written by the extra option, or None when it is allowed."""
+    if key in EXTRA_ALLOWED:
+        return None
+    if key.startswith('Exec'):
+        return 'it runs a command (ExecStartPre= runs it as root before Ollama starts)'
+    if key.startswith('Standard'):
+        return 'it ' + _LOGGING
+    if key in EXTRA_REFUSED:
+        return 'it ' + EXTRA_REFUSED[key]
+    if key.startswith('Limit'):
+        return 'it is not one of systemd\'s resource limits (LimitCPU= ... LimitRTTIME=)'
+    return 'it is not a resource or sandbox setting this module writes (unknown, or not one of the allowed keys)'
+
+
+def allowed_extra_text():
+    """The allowed keys, grouped, for error messages."""
+    parts = []
+    for group, keys in EXTRA_GROUPS:
+        if group == 'resource limits':
+            parts.append('%s Limit{%s}' % (group, ','.join(RLIMITS)))
+        else:
+            parts.append('%s %s' % (group, ', '.join(keys)))
+    return '; '.join(parts)
 PATH_LIST_VARIABLES = ('LD_LIBRARY_PATH', 'OLLAMA_LIBRARY_PATH')
 RUNNING_STATES = ('active', 'activating', 'reloading', 'deactivating', 'refreshing')
 
@@ -315,12 +408,17 @@ def main():
                 quote_environment_assignment(key, environment[key])
             except ValueError as e:
                 errors.append(str(e))
+        refused_keys = []
         for key, value in sorted((p['extra'] or {}).items()):
+            key = str(key)
             if not EXTRA_KEY_RE.match(key):
                 errors.append('extra key %r is not a systemd setting name (e.g. LimitMEMLOCK)' % key)
+                refused_keys.append(key)
                 continue
-            if key == 'Environment':
-                errors.append('put variables in the environment option, not extra.Environment')
+            reason = extra_key_refusal(key)
+            if reason:
+                errors.append('extra key %s is refused: %s' % (key, reason))
+                refused_keys.append(key)
                 continue
             try:
                 v = to_text_value(key, value, 'extra')
@@ -330,10 +428,17 @@ def main():
             if re.search(u'[\x00-\x08\x0a-\x1f\x7f]', v):
                 errors.append('extra value of %s contains a control character (newline?)' % key)
                 continue
+            if v.endswith(u'\\'):
+                errors.append('extra value of %s ends in a backslash, which systemd reads as "continued on the '
+                              'next line"' % key)
+                continue
             extra[key] = v
+        if refused_keys:
+            errors.append('extra takes only resource and sandbox settings - %s; put anything else in a drop-in '
+                          'of your own' % allowed_extra_text())
     if errors:
         module.fail_json(msg='Refusing to write the drop-in: %s. Nothing was changed.' % '; '.join(errors),
-                         errors=errors)
+                         errors=errors, allowed_extra=sorted(EXTRA_ALLOWED))
 
     search_dirs = unit_search_dirs(systemd_dir)
     props, systemd_error = try_systemctl_show(

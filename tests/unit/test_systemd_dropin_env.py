@@ -410,9 +410,102 @@ def test_bad_environment(capsys, host, monkeypatch, env, expect):
     ({'Environment': 'A=1'}, 'environment option'),
     ({'LimitMEMLOCK': 'infinity\nExecStartPre=/bin/evil'}, 'control character'),
     ({'bad key': 'x'}, 'not a systemd setting name'),
+    ({'LimitMEMLOCK': 'infinity\\'}, 'ends in a backslash'),
 ])
 def test_bad_extra(capsys, host, monkeypatch, extra, expect):
     refused(capsys, host, monkeypatch, expect, extra=extra)
+
+
+# ------------------------------------------------------------------------------------------- extra allow-list
+
+ALLOWED_SAMPLE = {
+    # the whole systemd.exec(5) rlimit family, LimitCPU= ... LimitRTTIME=
+    'LimitCPU': 'infinity', 'LimitFSIZE': 'infinity', 'LimitDATA': 'infinity', 'LimitSTACK': '8M',
+    'LimitCORE': 0, 'LimitRSS': 'infinity', 'LimitNOFILE': 65536, 'LimitAS': 'infinity', 'LimitNPROC': 4096,
+    'LimitMEMLOCK': 'infinity', 'LimitLOCKS': 'infinity', 'LimitSIGPENDING': 1024, 'LimitMSGQUEUE': 819200,
+    'LimitNICE': 0, 'LimitRTPRIO': 0, 'LimitRTTIME': 'infinity',
+    'Nice': -5, 'OOMScoreAdjust': -500, 'MemoryMax': '60G', 'MemoryHigh': '56G', 'CPUQuota': '800%',
+    'TasksMax': 4096, 'DeviceAllow': '/dev/vgpu0 rw', 'PrivateDevices': False, 'ProtectKernelTunables': False,
+    'CapabilityBoundingSet': 'CAP_IPC_LOCK', 'NoNewPrivileges': True, 'TimeoutStartSec': 120,
+    'TimeoutStopSec': '30s', 'RestartSec': 5, 'MemoryMin': '',
+}
+
+
+def test_extra_allow_list_is_written_sorted(capsys, host, monkeypatch):
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    res = run(capsys, host, extra=ALLOWED_SAMPLE)
+    assert res['changed'] and not res.get('failed'), res.get('msg')
+    body = res['content'].split('\n')[3:-1]            # after header, [Service], LD_PRELOAD
+    assert body == ['%s=%s' % (k, {True: 'yes', False: 'no'}.get(v, v) if isinstance(v, bool) else v)
+                    for k, v in sorted(ALLOWED_SAMPLE.items())]
+    assert 'LimitNOFILE=65536' in body and 'PrivateDevices=no' in body and 'MemoryMin=' in body
+
+
+def test_extra_allow_list_has_every_rlimit_and_what_remediate_writes():
+    limits = sorted(k for k in M.EXTRA_ALLOWED if k.startswith('Limit'))
+    assert len(limits) == 16 and 'LimitRTTIME' in limits and 'LimitCPU' in limits
+    # vgpu_remediate's override_sandbox fix writes these into ollama_vgpu_unit_extra
+    from ansible.module_utils import vgpu_doctor as D
+    assert set(D.SANDBOX_SETTINGS) <= M.EXTRA_ALLOWED
+
+
+@pytest.mark.parametrize('key,value,why', [
+    ('ExecStartPre', '/bin/rm -rf /', 'runs a command'),
+    ('ExecStart', '/tmp/evil serve', 'runs a command'),
+    ('ExecStopPost', '/bin/true', 'runs a command'),
+    ('User', 'root', 'who the service runs as'),
+    ('Group', 'root', 'who the service runs as'),
+    ('DynamicUser', True, 'who the service runs as'),
+    ('SupplementaryGroups', 'disk', 'who the service runs as'),
+    ('AmbientCapabilities', 'CAP_SYS_ADMIN', 'who the service runs as'),
+    ('Environment', 'LD_PRELOAD=/tmp/x.so', 'environment option'),
+    ('EnvironmentFile', '/tmp/env', 'environment option'),
+    ('PassEnvironment', 'LD_PRELOAD', 'environment option'),
+    ('UnsetEnvironment', 'LD_PRELOAD', 'environment option'),
+    ('StandardError', 'null', 'ollama_gpu_mode reads'),
+    ('StandardOutput', 'file:/tmp/o', 'ollama_gpu_mode reads'),
+    ('WorkingDirectory', '/tmp', 'which files the service sees'),
+    ('RootDirectory', '/srv/chroot', 'which files the service sees'),
+    ('BindReadOnlyPaths', '/tmp/evil.so:/usr/lib64/libvgpu-cuda.so', 'which files the service sees'),
+    ('Restart', 'no', 'comes back'),
+    ('PrivateNetwork', True, 'reach its API'),
+    ('LimitGPU', 1, "not one of systemd's resource limits"),
+    ('KillMode', 'none', 'not a resource or sandbox setting'),
+    ('Frobnicate', 'yes', 'not a resource or sandbox setting'),
+])
+def test_extra_refused_keys_name_the_key_the_reason_and_the_allowed_set(capsys, host, monkeypatch, key, value,
+                                                                         why):
+    res = refused(capsys, host, monkeypatch, 'extra key %s is refused: ' % key, extra={key: value})
+    assert why in res['msg']
+    assert 'extra takes only resource and sandbox settings - resource limits Limit{CPU,FSIZE' in res['msg']
+    assert 'LimitRTTIME' in res['msg'] or 'RTTIME}' in res['msg']
+    for allowed in ('MemoryMax', 'PrivateDevices', 'ProtectKernelTunables', 'OOMScoreAdjust', 'TimeoutStopSec'):
+        assert allowed in res['msg']
+    assert 'LimitMEMLOCK' in res['allowed_extra'] and key not in res['allowed_extra']
+
+
+def test_extra_refusal_changes_nothing_on_an_existing_dropin_in_check_mode_too(capsys, host, monkeypatch):
+    fake = FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '0'}).install(monkeypatch)
+    res = run(capsys, host, extra={'LimitMEMLOCK': 'infinity'})
+    assert res['changed']
+    before = tree_state(host.root)
+    calls = len(fake.calls)
+    for check in (True, False):
+        res = run(capsys, host, check=check, extra={'LimitMEMLOCK': 'infinity', 'ExecStartPre': '/bin/rm -rf /'})
+        assert res.get('failed') and 'ExecStartPre' in res['msg'] and 'Nothing was changed' in res['msg']
+        assert res['errors'][0].startswith('extra key ExecStartPre is refused')
+    assert tree_state(host.root) == before
+    assert len(fake.calls) == calls          # refused before systemctl was even asked
+    with open(host.dropin) as f:
+        assert 'ExecStartPre' not in f.read()
+
+
+def test_extra_refusals_are_all_listed_with_the_allowed_set_once(capsys, host, monkeypatch):
+    res = refused(capsys, host, monkeypatch, 'extra key ExecStartPre is refused',
+                  extra={'ExecStartPre': '/bin/true', 'User': 'root', 'LimitMEMLOCK': 'infinity'})
+    assert [e.split(':')[0] for e in res['errors'][:2]] == ['extra key ExecStartPre is refused',
+                                                            'extra key User is refused']
+    assert res['msg'].count('extra takes only resource and sandbox settings') == 1
 
 
 def test_dropin_path_is_directory(capsys, host, monkeypatch):
