@@ -17,7 +17,13 @@ description:
     (slog text, and the pre-slog C(2025/02/28 12:37:36 routes.go:1215: INFO server config env=...) form)."
   - GPU mode means at least one C(inference compute) line of that start whose C(library) is not C(cpu)
     (CUDA, ROCm, Vulkan, Metal, any case). CPU mode means only C(library=cpu) lines, or no such line but
-    C("total vram"="0 B"). C(entering low vram mode) on a GPU under 20 GiB is not a CPU sign.
+    C("total vram"="0 B"). C(entering low vram mode) on a GPU under 20 GiB is not a CPU sign. C(mode) always
+    says what Ollama logged.
+  - "I(library) says which GPU libraries your shims serve (C(cuda) for a CUDA shim). Since Ollama 0.30 Vulkan
+    is probed by default and a device that CUDA and Vulkan both report is kept as CUDA, so a host whose CUDA
+    shim fails can still log C(library=Vulkan) for the same GPU: that start is C(verdict=other_library),
+    summarized as C(VULKAN ONLY (1 device: ..., Vulkan, ollama 0.30.1) - no CUDA device: Ollama found only
+    Vulkan (1 device), so the CUDA shim is not in use: <hint>), and fails I(expect=gpu)."
   - Live mode (no I(log_path)) follows the log of the unit's current invocation as it grows and returns as
     soon as the start's verdict is written - within about half a second of the C(inference compute) line -
     or fails after I(timeout) seconds. journald is read with
@@ -29,10 +35,16 @@ description:
   - With I(log_path) the module reads only that file (a saved C(journalctl -u ollama) output with or
     without journald prefixes, docker logs, bare slog lines, a C(StandardError=) file, a pasted ticket
     with C(> ) quotes or wrapped lines) and touches nothing else on the host; it still follows the file
-    while it grows, up to I(timeout). Use C(timeout=0) for a saved file that will not grow.
+    while it is being written - while a process holds it open for writing (a C(StandardError=append:) sink,
+    C(journalctl -f >> file)) or it changed in the last half second - up to I(timeout). A saved file that
+    nothing writes any more is judged at once, whatever I(timeout) says (C(log_complete=true)); a start that
+    had not reported its devices when the file was saved is then C(unknown) at once, not after I(timeout).
+    Only root sees every process's descriptors; for anyone else a file counts as being written until it has
+    not changed for 150 s (use C(timeout=0) there for a file you know is complete).
   - Fails with what it found and a hint when the mode differs from I(expect), when the start has no
-    verdict within I(timeout), or when the GPUs are fewer, smaller or of another library than asked for.
-    The failed result carries every return value as well (C(mode), C(devices), C(problems), C(summary)).
+    verdict within I(timeout) (or in a complete saved file), or when the GPUs are fewer, smaller or of another
+    library than asked for. The failed result carries every return value as well (C(mode), C(verdict),
+    C(devices), C(problems), C(summary)).
   - With I(api_url) it also waits, within the same I(timeout) (but one second at least), for
     C(GET <api_url>/api/version) to answer 200 and returns what it got as C(api). An API that does not
     answer is reported there, never as a module failure.
@@ -43,7 +55,7 @@ options:
   expect:
     description:
       - The mode the current start must be in. With C(any) the mode never fails the task (neither does
-        C(unknown)), and the device minimums apply only when the mode is C(gpu).
+        C(unknown)), and I(library) and the device minimums apply only when the mode is C(gpu).
     type: str
     choices: [gpu, cpu, any]
     default: gpu
@@ -83,9 +95,16 @@ options:
     type: raw
   library:
     description:
-      - Required GPU library, compared case-insensitively with the C(library=) of each device (C(cuda)
-        matches C(CUDA)). A host that fell back to C(Vulkan) fails a C(cuda) requirement.
-    type: str
+      - The GPU libraries your shims serve - the devices that count - compared case-insensitively with the
+        C(library=) of each device (C(cuda) matches C(CUDA)). A name, a list, or a comma-separated text
+        (C(cuda,rocm)).
+      - A GPU start none of whose devices is of these libraries (a C(Vulkan) fallback beside a failing CUDA
+        shim) is C(verdict=other_library) and fails I(expect=gpu) (and I(expect=any)); I(min_devices) and
+        I(min_total_vram) count only these devices.
+      - Unset or empty - any GPU library counts (the C(gpu_mode) role passes C(cuda) when the inventory
+        installs a CUDA shim, C(vgpu_shim_cuda_src)).
+    type: list
+    elements: str
   api_url:
     description:
       - Base URL of the Ollama API on the host, for example C(http://127.0.0.1:11434). When set, the module
@@ -124,9 +143,15 @@ EXAMPLES = r'''
   ollama_gpu_mode:
     log_path: /tmp/ticket-4711/ollama.log
     expect: any
-    timeout: 0
+    library: cuda
+    timeout: 0          # a complete file is judged at once anyway; 0 also covers a non-root controller
   delegate_to: localhost
   register: ticket_verdict
+  # ticket_verdict.verdict is other_library when that host only had a Vulkan device (CUDA shim not in use)
+
+- name: Accept any GPU library (a host without a CUDA shim, judged on what Ollama found)
+  ollama_gpu_mode:
+    library: []
 
 - name: Judge the current start and wait for its API in the same run
   ollama_gpu_mode:
@@ -142,10 +167,42 @@ EXAMPLES = r'''
 
 RETURN = r'''
 mode:
-  description: C(gpu), C(cpu), or C(unknown) when the start has not reported its compute devices (yet).
+  description: What Ollama logged - C(gpu), C(cpu), or C(unknown) when the start has not reported its compute
+    devices (yet). A Vulkan-only start is C(gpu) here; see C(verdict).
   returned: always
   type: str
   sample: gpu
+verdict:
+  description:
+    - The mode judged against I(library) - C(gpu) (a device of I(library); any GPU device when I(library) is
+      empty), C(cpu), C(unknown), or C(other_library) (Ollama is in GPU mode, but on other libraries only, for
+      example Vulkan beside a CUDA shim that is not in use).
+  returned: always
+  type: str
+  sample: other_library
+libraries:
+  description: The libraries of the GPU devices of the current start, as logged, in log order.
+  returned: always
+  type: list
+  elements: str
+  sample: [Vulkan]
+required_libraries:
+  description: I(library), normalized (lower case, no duplicates); empty means any GPU library counts.
+  returned: always
+  type: list
+  elements: str
+  sample: [cuda]
+library_devices:
+  description: The entries of C(devices) whose library is one of I(library) (all of C(devices) when I(library) is
+    empty) - with the role's default, the devices the CUDA shim serves. The minimums count these.
+  returned: always
+  type: list
+  elements: dict
+log_complete:
+  description: True when the whole log was read and nothing writes it any more (I(log_path) on a saved file), so
+    the verdict came without waiting; false while following a live log.
+  returned: always
+  type: bool
 devices:
   description:
     - One entry per C(inference compute) GPU line of the current start (CPU lines are not devices).
@@ -234,6 +291,7 @@ summary:
   returned: always
   type: str
   sample: "GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)"
+  # VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.1) - no CUDA device: ...
 api:
   description:
     - The answer of C(GET <api_url>/api/version) - C(status) is the HTTP status of the last try (200 once
@@ -257,7 +315,8 @@ from urllib.request import ProxyHandler, build_opener
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_log import (FileSource, JournalSource, check_expectations, follow_log,
-                                             hint_for, parse_size, summarize, total_vram_bytes)
+                                             hint_for, judge_libraries, normalize_libraries, parse_size,
+                                             summarize, total_vram_bytes)
 from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, boot_id, journal_command, log_sink,
                                                start_not_older_than, systemctl_show, try_systemctl_show,
                                                unit_start_epoch)
@@ -284,9 +343,11 @@ def wait_for_unit(module, unit, deadline):
 
 def fail_early(module, msg, log_source):
     """Fail before any log was read: every return key present, the reason in problems and summary."""
-    module.fail_json(msg=msg, changed=False, mode='unknown', devices=[], ollama_version=None, started_at=None,
-                     log_source=log_source, evidence=[], discovery_errors=[], waited=0.0, starts=0,
-                     total_vram=0, low_vram=None, problems=[msg], hint='', summary='UNKNOWN \u2014 ' + msg)
+    module.fail_json(msg=msg, changed=False, mode='unknown', verdict='unknown', devices=[], libraries=[],
+                     required_libraries=normalize_libraries(getattr(module, 'params', {}).get('library')), library_devices=[],
+                     ollama_version=None, started_at=None, log_source=log_source, evidence=[],
+                     discovery_errors=[], waited=0.0, starts=0, total_vram=0, low_vram=None, log_complete=False,
+                     problems=[msg], hint='', summary='UNKNOWN \u2014 ' + msg)
 
 
 def live_source(module, unit, source, deadline):
@@ -373,7 +434,7 @@ def run_module():
             timeout=dict(type='float', default=60),
             min_devices=dict(type='int', default=1),
             min_total_vram=dict(type='raw'),
-            library=dict(type='str'),
+            library=dict(type='list', elements='str'),
             api_url=dict(type='str'),
         ),
         supports_check_mode=True,
@@ -391,21 +452,32 @@ def run_module():
         path = p['log_path']
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             fail_early(module, 'log_path %s is not a readable file' % path, 'file:%s' % path)
-        source, description, accept, props = FileSource(path), 'file:%s' % path, None, None
+        # a saved file is judged as soon as it is read; one still being written is followed
+        source, description, accept, props = FileSource(path, follow='while_written'), 'file:%s' % path, None, None
     else:
         source, description, accept, props = live_source(module, p['unit'], p['source'], deadline)
 
     try:
         remaining = max(0.0, deadline - time.time())
-        result = follow_log(source, remaining, accept_start=accept)[0]
+        result, _waited, reason = follow_log(source, remaining, accept_start=accept)
     finally:
         source.close()
     source_error = getattr(source, 'error', None)
+    complete = reason == 'ended' and isinstance(source, FileSource)
 
     devices = result['devices']
-    problems = check_expectations(result, p['expect'], p['min_devices'], p['min_total_vram'], p['library'])
-    hint = hint_for(result, p['expect'], p['library']) if problems else ''
-    if problems and result['mode'] == 'unknown':
+    library = normalize_libraries(p['library'])
+    judged = judge_libraries(result, library)
+    problems = check_expectations(result, p['expect'], p['min_devices'], p['min_total_vram'], library)
+    hint = hint_for(result, p['expect'], library) if problems else ''
+    if problems and result['mode'] == 'unknown' and complete:
+        # the whole file was read and nothing writes it: waiting longer cannot bring a verdict
+        problems[0] = 'no verdict: the log ends before its last Ollama start reported its compute devices ' \
+                      '(%s %s)' % (p['log_path'], source.complete)
+        if result['starts']:
+            hint = 'the log was saved before discovery finished: save it again once the "inference compute" ' \
+                   'lines are there (journalctl -u ollama -b), or judge the live unit (leave log_path unset)'
+    elif problems and result['mode'] == 'unknown':
         if result.get('stale_start'):
             hint = ('the log file still ends with the previous process\'s start: the current one has '
                     'written nothing there within %s s (is the unit logging elsewhere now?)' % p['timeout'])
@@ -421,7 +493,11 @@ def run_module():
     out = dict(
         changed=False,
         mode=result['mode'],
+        verdict=judged['verdict'],
         devices=devices,
+        libraries=judged['libraries'],
+        required_libraries=judged['required_libraries'],
+        library_devices=judged['library_devices'],
         ollama_version=result['ollama_version'],
         started_at=result['started_at'],
         log_source=description,
@@ -431,9 +507,10 @@ def run_module():
         starts=result['starts'],
         total_vram=total_vram_bytes(devices),
         low_vram=result['low_vram'],
+        log_complete=complete,
         problems=problems,
         hint=hint,
-        summary=summarize(result, problems, hint),
+        summary=summarize(result, problems, hint, library),
     )
     if p['api_url']:
         # after the log: once discovery has reported, the API normally answers the first GET. Same
@@ -441,6 +518,8 @@ def run_module():
         out['api'] = probe_api(p['api_url'], max(deadline, began + 1.0))
     if problems:
         found = 'found mode %s' % result['mode']
+        if judged['verdict'] == 'other_library':
+            found = 'found mode gpu on %s only' % ' and '.join(judged['libraries'])
         if devices:
             found += ' with %d GPU(s): %s' % (len(devices), ', '.join(
                 '%s %s %s' % (d.get('library'), d.get('description') or d.get('name'), d.get('total'))

@@ -25,7 +25,9 @@ is joined to the previous one: see ``_is_continuation``).
 
 The second half of the file follows a growing log (a file, or a command such as ``journalctl -f``;
 ``JournalSource`` polls the journal instead when journalctl cannot follow) until the start has a
-verdict: ``follow_log(source, timeout)``; all sources share that loop.
+verdict: ``follow_log(source, timeout)``; all sources share that loop. A saved file is not followed once
+nothing writes it (``FileSource(follow='while_written')``, ``file_writers``). ``judge_libraries`` judges a
+start against the GPU libraries the shims serve (a Vulkan-only start beside a CUDA shim is ``other_library``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,6 +36,7 @@ __metaclass__ = type
 import calendar
 import codecs
 import copy
+import errno
 import os
 import re
 import select
@@ -633,6 +636,8 @@ class LogParser(object):
         return {
             'mode': mode,
             'devices': gpus,
+            # the GPU libraries of those devices, as logged and in log order (CUDA, Vulkan, rocm...)
+            'libraries': device_libraries(gpus),
             'cpu_records': len(compute) - len(gpus),
             'inference_compute_count': len(compute),
             'total_vram_zero': start['zero_vram'],
@@ -667,34 +672,130 @@ def _device_label(dev):
     return '%s %s' % (name, dev.get('total') or format_size(dev.get('total_bytes')) or '?')
 
 
+# --------------------------------------------------------------------------- GPU libraries
+#
+# Since 0.30 Ollama probes Vulkan by default (envconfig/config.go:234@v0.30.11 EnableVulkan =
+# BoolWithDefault("OLLAMA_VULKAN"), called as EnableVulkan(true) in discover/runner.go:99@v0.30.11) and merges
+# a device that two libraries report under the same PCI id, keeping CUDA/ROCm (discover/runner.go:200-213 and
+# ml/device.go:451-459 Compare, ml/device.go:678-686 PreferredLibrary@v0.30.11). So a host whose CUDA shim
+# fails can still log `library=Vulkan` for the very same paravirtual GPU: GPU mode, but not through the shim.
+# The helpers below judge a start against the libraries the caller's shims serve.
+
+# the spelling Ollama logs since 0.12 (discover/llama_server.go:468 inferLibrary@v0.30.11); older eras log
+# lower case (library=cuda, rocm)
+LIBRARY_SPELLING = {'cuda': 'CUDA', 'rocm': 'ROCm', 'vulkan': 'Vulkan', 'metal': 'Metal', 'cpu': 'cpu'}
+
+
+def library_label(name):
+    """``cuda`` -> ``CUDA``, ``rocm`` -> ``ROCm``; other names as given."""
+    return LIBRARY_SPELLING.get((name or '').strip().lower(), name or '?')
+
+
+def normalize_libraries(library):
+    """The required GPU libraries as lower-case names, in order, no duplicates; ``[]`` means any library.
+
+    Takes None, a name (``cuda``), a comma or blank separated text (``cuda, rocm``; ``''`` is any), or a list
+    of those.
+    """
+    if library is None:
+        return []
+    items = [library] if isinstance(library, (str, bytes)) else list(library)
+    out = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, bytes):
+            item = item.decode('utf-8', 'replace')
+        for word in re.split(r'[\s,]+', str(item)):
+            word = word.strip().lower()
+            if word and word not in out:
+                out.append(word)
+    return out
+
+
+def device_libraries(devices):
+    """The distinct ``library`` values of ``devices``, as logged, in order of appearance."""
+    libs = []
+    for dev in devices:
+        lib = dev.get('library') or '?'
+        if lib not in libs:
+            libs.append(lib)
+    return libs
+
+
+def judge_libraries(result, library=None):
+    """The parser's result judged against the GPU libraries the caller's shims serve.
+
+    Returns ``verdict`` - ``gpu`` (a device of one of those libraries; with ``library`` empty any GPU device),
+    ``cpu``, ``unknown`` (as ``mode``), or ``other_library``: Ollama is in GPU mode, but every device it found is
+    of another library (a Vulkan fallback beside a broken CUDA shim) -; ``required_libraries`` (normalized
+    ``library``), ``libraries`` (of all GPU devices, as logged), ``library_devices`` (the devices of the required
+    libraries, all GPU devices when none is required) and ``other_devices`` (the rest).
+    """
+    required = normalize_libraries(library)
+    devices = list(result.get('devices') or [])
+    mode = result.get('mode') or 'unknown'
+    ours, others = [], []
+    for dev in devices:
+        if not required or (dev.get('library') or '').strip().lower() in required:
+            ours.append(dev)
+        else:
+            others.append(dev)
+    verdict = 'other_library' if mode == 'gpu' and not ours else mode
+    return {'verdict': verdict, 'required_libraries': required, 'libraries': device_libraries(devices),
+            'library_devices': ours, 'other_devices': others}
+
+
+def _libraries_text(required, joiner=' or '):
+    return joiner.join(library_label(lib) for lib in required)
+
+
+def other_library_problem(result, library):
+    """``no CUDA device: Ollama found only Vulkan (1 device), so the CUDA shim is not in use``."""
+    required = normalize_libraries(library)
+    devices = result.get('devices') or []
+    return 'no %s device: Ollama found only %s (%d device%s), so the %s shim is not in use' % (
+        _libraries_text(required), ' and '.join(device_libraries(devices)), len(devices),
+        '' if len(devices) == 1 else 's', _libraries_text(required, '/'))
+
+
+REMEDIATE_HINT = 'run playbooks/remediate.yml (the vgpu_doctor module finds the cause, remediate applies the ' \
+                 'safe fixes and judges the new start)'
+
+
 def hint_for(result, expect='gpu', library=None):
     """One sentence that says what to look at next, from the discovery errors and the devices."""
     kinds = [e['kind'] for e in result.get('discovery_errors', [])]
     mode = result.get('mode')
+    required = normalize_libraries(library)
     if mode == 'gpu' and expect == 'cpu':
         return 'Ollama found %d GPU(s) although expect=cpu: check CUDA_VISIBLE_DEVICES/OLLAMA_LLM_LIBRARY ' \
                'in the unit environment, or set expect to gpu or any' % len(result.get('devices', []))
-    if mode == 'gpu' and library:
-        libs = sorted(set((d.get('library') or '').lower() for d in result.get('devices', [])))
-        if 'vulkan' in libs and library.lower() != 'vulkan':
-            return 'the %s backend found no device and Ollama fell back to Vulkan: the CUDA path ' \
-                   '(libcuda.so.1 links, LD_PRELOAD shim) is broken; run the vgpu_doctor role' % library
+    if mode == 'gpu' and required and judge_libraries(result, required)['verdict'] == 'other_library':
+        found = device_libraries(result.get('devices', []))
+        how = 'fell back to Vulkan (probed by default since Ollama 0.30)' if 'vulkan' in [
+            lib.lower() for lib in found] else 'found only %s devices' % ' and '.join(found)
+        return 'the %s backend found no device and Ollama %s: the %s shim path (libcuda.so.1 links, the ' \
+               'LD_PRELOAD drop-in) is broken; %s' % (_libraries_text(required, '/'), how,
+                                                      _libraries_text(required, '/'), REMEDIATE_HINT)
     if 'preload_failed' in kinds:
         return 'LD_PRELOAD names a library the loader cannot open (see discovery_errors): fix the shim ' \
-               'path in /etc/systemd/system/ollama.service.d/ and restart ollama (PRELOAD_MISSING_FILE)'
+               'path in /etc/systemd/system/ollama.service.d/ and restart ollama (PRELOAD_MISSING_FILE); ' \
+               + REMEDIATE_HINT
     if 'undefined_symbol' in kinds:
         return 'a shim needs a symbol no loaded library provides (see discovery_errors): rebuild the NVML ' \
-               'shim without CUDA-shim symbols or fix the LD_PRELOAD order (SHIM_UNDEFINED_SYMBOL)'
+               'shim without CUDA-shim symbols or fix the LD_PRELOAD order (SHIM_UNDEFINED_SYMBOL); ' \
+               + REMEDIATE_HINT
     if 'shared_library' in kinds:
         return 'a library could not be loaded (see discovery_errors): check the loader path ' \
-               '(ldconfig -p, /etc/ld.so.conf.d) of the shim'
+               '(ldconfig -p, /etc/ld.so.conf.d) of the shim; ' + REMEDIATE_HINT
     if 'discovery_timeout' in kinds:
         return 'GPU discovery timed out (DISCOVERY_TIMEOUT): the runner hung probing the CUDA backend; ' \
                'check that the shim answers cuInit quickly and the host side of the vGPU is up'
     if mode == 'cpu':
         return 'no GPU backend reported a device: check the libcuda.so.1 links under ' \
-               '/usr/local/lib/ollama/cuda_v*/, that the vgpu drop-in is applied (restart ollama after ' \
-               'changing it), and run the vgpu_doctor role for a full diagnosis'
+               '/usr/local/lib/ollama/cuda_v*/ and that the vgpu drop-in is applied (restart ollama after ' \
+               'changing it); ' + REMEDIATE_HINT
     if mode == 'unknown':
         if result.get('starts', 0) == 0:
             return 'no Ollama server start (server config / Listening on line) in the log: is this the ' \
@@ -710,7 +811,10 @@ def hint_for(result, expect='gpu', library=None):
 def check_expectations(result, expect='gpu', min_devices=1, min_total_vram=None, library=None):
     """List of problems (empty when the verdict is what was asked for).
 
-    With expect=any the mode itself is never a problem, and the device minimums apply only to GPU mode.
+    ``library`` (a name, a comma-separated text or a list; empty = any) is what the shims serve: in GPU mode
+    only its devices count, and a start whose GPU devices are all of another library is a problem
+    (``other_library_problem``). With expect=any the mode itself is never a problem, and the device minimums
+    and ``library`` apply only to GPU mode.
     """
     problems = []
     mode = result.get('mode')
@@ -723,17 +827,15 @@ def check_expectations(result, expect='gpu', min_devices=1, min_total_vram=None,
             return problems
     if mode != 'gpu' or expect == 'cpu':
         return problems
-    devices = result.get('devices', [])
-    if library:
-        matching = [d for d in devices if (d.get('library') or '').lower() == library.lower()]
-        if not matching:
-            found = ', '.join(sorted(set(d.get('library') or '?' for d in devices)))
-            problems.append('no device with library %s (found: %s)' % (library, found))
-            return problems
-        devices = matching
+    required = normalize_libraries(library)
+    judged = judge_libraries(result, required)
+    if judged['verdict'] == 'other_library':
+        problems.append(other_library_problem(result, required))
+        return problems
+    devices = judged['library_devices']
     if len(devices) < (min_devices or 0):
         problems.append('%d GPU device(s)%s, at least %d required' % (
-            len(devices), ' of library %s' % library if library else '', min_devices))
+            len(devices), ' of library %s' % _libraries_text(required) if required else '', min_devices))
     need = parse_size(min_total_vram) if min_total_vram not in (None, '') else None
     if need:
         have = total_vram_bytes(devices)
@@ -742,21 +844,24 @@ def check_expectations(result, expect='gpu', min_devices=1, min_total_vram=None,
     return problems
 
 
-def summarize(result, problems=None, hint=None):
-    """One human line: ``GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)`` or ``CPU — hint``."""
+def summarize(result, problems=None, hint=None, library=None):
+    """One human line: ``GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)`` or ``CPU — hint``.
+
+    With ``library`` (what the shims serve) a GPU start whose devices are all of another library reads
+    ``VULKAN ONLY (1 device: …, Vulkan, ollama 0.30.1) — no CUDA device: …``.
+    """
     mode = result.get('mode') or 'unknown'
     version = result.get('ollama_version')
     tail = ['ollama %s' % version] if version else []
     if mode == 'gpu':
         devices = result.get('devices', [])
-        libs = []
-        for dev in devices:
-            lib = dev.get('library') or '?'
-            if lib not in libs:
-                libs.append(lib)
-        text = 'GPU (%d device%s: %s, %s)' % (
-            len(devices), '' if len(devices) == 1 else 's', ' + '.join(_device_label(d) for d in devices),
-            ', '.join(libs + tail))
+        libs = device_libraries(devices)
+        label = 'GPU'
+        if judge_libraries(result, library)['verdict'] == 'other_library':
+            label = '%s ONLY' % '+'.join(lib.upper() for lib in libs)
+        text = '%s (%d device%s: %s, %s)' % (
+            label, len(devices), '' if len(devices) == 1 else 's',
+            ' + '.join(_device_label(d) for d in devices), ', '.join(libs + tail))
     elif mode == 'cpu':
         text = 'CPU' + (' (%s)' % ', '.join(tail) if tail else '')
     else:
@@ -800,23 +905,94 @@ def last_start_offset(fh, size, block=1024 * 1024, lead=64 * 1024):
     return 0
 
 
+# A file still being written is followed; a complete one is judged at once. "Being written" is what a
+# process holding the file open for writing means: systemd opens a StandardError=append:/file:/truncate: sink
+# and the service inherits the descriptor for its whole life, and `journalctl -f >> f`, docker's and kubectl's
+# log writers keep theirs open as well. A writer that opens, appends and closes is caught by the modification
+# time (RECENT_WRITE). Only a caller that can see every process (root, with /proc) gets an exact answer;
+# anyone else (no /proc, no root, no CAP_SYS_PTRACE in a container) treats a file as being written until it has
+# not changed for STALE_AFTER seconds - longer than Ollama can stay silent while discovering GPUs (a 30 s
+# first pass, 90 s on some platforms, then a 30 s second pass: discover/runner.go:80-87,123@v0.30.11).
+RECENT_WRITE = 0.5
+STALE_AFTER = 150.0
+WRITERS_RECHECK = 1.0
+_O_ACCMODE, _O_WRONLY, _O_RDWR = 3, 1, 2
+
+
+def _fd_writes(proc, pid, fd):
+    """True when descriptor ``fd`` of ``pid`` is open for writing (its ``fdinfo`` flags); True if unknown."""
+    try:
+        with open(os.path.join(proc, pid, 'fdinfo', fd)) as fh:
+            for line in fh:
+                if line.startswith('flags:'):
+                    return (int(line.split()[1], 8) & _O_ACCMODE) in (_O_WRONLY, _O_RDWR)
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+    return True
+
+
+def file_writers(ident, proc='/proc'):
+    """(pids, complete): the processes holding the file ``ident`` ((st_dev, st_ino)) open for writing, and
+    whether every process could be looked at (only root sees every ``/proc/<pid>/fd``; ``hidepid=`` hides
+    processes from anyone else). Read-only descriptors (this reader's own) do not count."""
+    pids = []
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return pids, False
+    complete = hasattr(os, 'geteuid') and os.geteuid() == 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fd_dir = os.path.join(proc, entry, 'fd')
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ESRCH):     # a process that just ended is no writer
+                complete = False
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == ident and _fd_writes(proc, entry, fd):
+                pids.append(int(entry))
+                break
+    return pids, complete
+
+
 class FileSource(object):
     """A log file read from the start (or near its last server start) and then as it grows.
 
     ``read(wait)`` returns (text, reset): reset is True when the file was truncated or replaced and the
     text starts a new file (the caller then starts a new parser). A missing file is waited for.
+
+    ``follow``: ``always`` (default: a live unit's sink, followed until the caller's deadline) or
+    ``while_written``: once every byte is read and no process is writing the file any more (see
+    ``file_writers``, ``RECENT_WRITE``, ``STALE_AFTER``), the source ends (``ended``; ``complete`` says why),
+    so a saved log is judged at once while a sink still being written is followed as before.
     """
 
     CHUNK = 1024 * 1024
     # has_more() is exact: once it is False, every byte written so far has been read
     exact_tail = True
 
-    def __init__(self, path, poll=0.05, tail_scan=True):
+    def __init__(self, path, poll=0.05, tail_scan=True, follow='always', proc='/proc'):
+        if follow not in ('always', 'while_written'):
+            raise ValueError('follow must be always or while_written, got %r' % (follow,))
         self.path = path
         self.poll = poll
         self.tail_scan = tail_scan
+        self.follow = follow
+        self.proc = proc
         self.ended = False
         self.error = None
+        # while_written: why the file counts as complete (set when the source ends), and the last writers seen
+        self.complete = None
+        self.writers = []
+        self._scanned_at = None
+        self._scan_complete = False
         self._fd = None
         self._ident = None
         self._offset = 0
@@ -834,6 +1010,7 @@ class FileSource(object):
         self._fd = fd
         self._ident = (st.st_dev, st.st_ino)
         self._offset = 0
+        self._scanned_at = None
         self._decoder = codecs.getincrementaldecoder('utf-8')('replace')
         if self.tail_scan and st.st_size > TAIL_SCAN_MIN:
             with os.fdopen(os.dup(fd), 'rb') as fh:
@@ -850,6 +1027,28 @@ class FileSource(object):
         except OSError:
             return False
 
+    def being_written(self):
+        """While_written: is the (fully read) file still being written? Sets ``complete`` when it is not."""
+        try:
+            age = time.time() - os.fstat(self._fd).st_mtime
+        except OSError:
+            return False
+        if -1.0 < age < RECENT_WRITE:
+            return True
+        now = time.monotonic()
+        if self._scanned_at is None or now - self._scanned_at >= WRITERS_RECHECK:
+            self._scanned_at = now
+            self.writers, self._scan_complete = file_writers(self._ident, self.proc)
+        if self.writers:
+            return True
+        if self._scan_complete:
+            self.complete = 'no process has it open for writing'
+            return False
+        if age < STALE_AFTER:
+            return True
+        self.complete = 'unchanged for %d s (the writers could not be looked at: not root?)' % age
+        return False
+
     def _close(self):
         if self._fd is not None:
             os.close(self._fd)
@@ -862,6 +1061,8 @@ class FileSource(object):
         deadline = time.monotonic() + max(0.0, wait)
         reset = False
         while True:
+            if self.ended:
+                return '', reset
             if self._fd is None and self._open():
                 reset = self._opened_once
                 self._opened_once = True
@@ -884,6 +1085,9 @@ class FileSource(object):
                 if replaced:                # rotated: finish nothing more from the old one, reopen
                     self._close()
                     continue
+                if self.follow == 'while_written' and not self.being_written():
+                    self.ended = True
+                    return self._decoder.decode(b'', True), reset
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return '', reset
@@ -1043,6 +1247,8 @@ def follow_log(source, timeout, accept_start=None, settle=0.3, poll=0.05, drain=
     ``accept_start(result)`` says whether the start found is the current one (a file sink still
     holding the previous process's start is not).
     Data already written when the deadline passes is still read, for at most ``drain`` more seconds.
+    A source that ends (a command that exits, a ``FileSource(follow='while_written')`` that has read a file
+    nothing writes any more) gives its final result at once, reason ``ended``.
     """
     parser = LogParser()
     began = clock()

@@ -207,12 +207,57 @@ def test_cpu_expected_cpu_passes():
     assert result['failed'] is False and result['summary'] == 'CPU (ollama 0.12.6)'
 
 
-def test_unknown_fails_after_timeout():
-    began = time.monotonic()
-    result = run({'log_path': corpus('0.12.6-unknown-no-verdict.log'), 'timeout': 0.5})
+def test_unknown_fails_after_timeout_while_the_file_is_being_written(tmp_path):
+    path = str(tmp_path / 'ollama-stderr.log')
+    with open(corpus('0.12.6-unknown-no-verdict.log')) as f:
+        text = f.read()
+    with open(path, 'w') as sink:          # a sink the (silent) service still holds open
+        sink.write(text)
+        sink.flush()
+        began = time.monotonic()
+        result = run({'log_path': path, 'timeout': 0.5})
     assert 0.45 < time.monotonic() - began < 1.5
-    assert result['failed'] and result['mode'] == 'unknown'
+    assert result['failed'] and result['mode'] == 'unknown' and result['log_complete'] is False
     assert 'no verdict' in result['msg'] and 'within 0.5 s' in result['msg'] and 'raise timeout' in result['msg']
+
+
+def _saved_copy(tmp_path, name, age=600):
+    path = str(tmp_path / name)
+    with open(corpus(name)) as src, open(path, 'w') as dst:
+        dst.write(src.read())
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_saved_file_without_verdict_fails_at_once_with_default_arguments(tmp_path):
+    path = _saved_copy(tmp_path, '0.12.6-unknown-no-verdict.log')
+    began = time.monotonic()
+    result = run({'log_path': path})               # timeout: its default, 60 s
+    took = time.monotonic() - began
+    assert took < 1.0 and result['waited'] < 1.0
+    assert result['failed'] and result['mode'] == 'unknown' and result['log_complete'] is True
+    assert result['problems'] == [
+        'no verdict: the log ends before its last Ollama start reported its compute devices '
+        '(%s no process has it open for writing)' % path]
+    assert 'saved before discovery finished' in result['hint'] and 'within' not in result['msg']
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_saved_corpus_files_return_at_once_with_default_arguments(tmp_path, name):
+    path = _saved_copy(tmp_path, name)
+    began = time.monotonic()
+    result = run({'log_path': path, 'expect': 'any', 'library': ''})
+    assert time.monotonic() - began < 1.0
+    assert result['mode'] == EXPECTED[name]['mode'] and result['failed'] is False
+
+
+def test_saved_file_just_copied_returns_within_the_recent_write_window(tmp_path):
+    path = str(tmp_path / 'copy.log')
+    with open(corpus('0.12.6-unknown-no-verdict.log')) as src, open(path, 'w') as dst:
+        dst.write(src.read())
+    began = time.monotonic()
+    result = run({'log_path': path, 'expect': 'any'})
+    assert time.monotonic() - began < L.RECENT_WRITE + 0.5 and result['log_complete'] is True
 
 
 def test_unknown_with_expect_any_passes():
@@ -244,8 +289,66 @@ def test_vram_as_bytes():
 
 def test_vulkan_fallback_fails_a_cuda_requirement():
     result = run({'log_path': corpus('0.30.1-gpu-vulkan-fallback.log'), 'timeout': 0, 'library': 'cuda'})
-    assert result['failed'] and 'no device with library cuda (found: Vulkan)' in result['msg']
-    assert 'fell back to Vulkan' in result['hint']
+    assert result['failed'] and result['msg'].startswith(
+        'no CUDA device: Ollama found only Vulkan (1 device), so the CUDA shim is not in use '
+        '(found mode gpu on Vulkan only with 1 GPU(s): Vulkan NVIDIA H100 80GB HBM3 79.6 GiB, ollama 0.30.1')
+    assert 'fell back to Vulkan' in result['hint'] and 'playbooks/remediate.yml' in result['hint']
+    assert result['mode'] == 'gpu' and result['verdict'] == 'other_library'
+    assert result['libraries'] == ['Vulkan'] and result['required_libraries'] == ['cuda']
+    assert result['library_devices'] == [] and len(result['devices']) == 1
+    assert result['summary'].startswith('VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, '
+                                        'ollama 0.30.1) \u2014 no CUDA device: ')
+
+
+# v0.30.11's exact lines (see tests/unit/test_ollama_log.py for the upstream sources of each field)
+VULKAN_ONLY_30 = '''\
+time=2026-03-02T09:15:00.101Z level=INFO source=routes.go:1961 msg="server config" env="map[CUDA_VISIBLE_DEVICES: GGML_VK_VISIBLE_DEVICES: OLLAMA_HOST:http://127.0.0.1:11434 OLLAMA_VULKAN:true]"
+time=2026-03-02T09:15:00.106Z level=INFO source=routes.go:2023 msg="Listening on 127.0.0.1:11434 (version 0.30.11)"
+time=2026-03-02T09:15:00.107Z level=INFO source=runner.go:60 msg="discovering available GPUs..."
+time=2026-03-02T09:15:01.010Z level=INFO source=runner.go:513 msg="failure during llama-server GPU discovery" OLLAMA_LIBRARY_PATH="[/usr/local/lib/ollama /usr/local/lib/ollama/cuda_v12]" extra_envs=map[] error="exit status 1" detail="ggml_cuda_init: failed to initialize CUDA: no CUDA-capable device is detected"
+time=2026-03-02T09:15:01.512Z level=INFO source=types.go:32 msg="inference compute" id=0 filter_id=0 library=Vulkan compute=0.0 name=Vulkan0 description="NVIDIA H100 80GB HBM3" libdirs=ollama,vulkan driver=0.0 pci_id=0000:00:05.0 type=discrete total="79.6 GiB" available="79.1 GiB"
+time=2026-03-02T09:15:01.513Z level=INFO source=routes.go:2073 msg="vram-based default context" total_vram="79.6 GiB" default_num_ctx=262144
+'''
+
+
+def test_vulkan_only_v0_30_11(tmp_path):
+    path = tmp_path / 'vulkan-only.log'
+    path.write_text(VULKAN_ONLY_30)
+    result = run({'log_path': str(path), 'library': 'cuda'})
+    assert result['failed'] and result['verdict'] == 'other_library' and result['mode'] == 'gpu'
+    assert result['problems'] == ['no CUDA device: Ollama found only Vulkan (1 device), so the CUDA shim is not in use']
+    assert result['summary'].startswith('VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11)')
+    assert result['discovery_errors'][0]['kind'] == 'discovery_failed'
+    # expect=any does not excuse it: a GPU start is judged against the shim's library
+    assert run({'log_path': str(path), 'library': 'cuda', 'expect': 'any'})['failed']
+    # an explicit "any library": GPU mode
+    for anything in ('', []):
+        ok = run({'log_path': str(path), 'library': anything})
+        assert ok['failed'] is False and ok['verdict'] == 'gpu' and ok['required_libraries'] == []
+        assert ok['summary'].startswith('GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan')
+    # the module's own default is any library too (the gpu_mode role passes cuda from the inventory)
+    assert run({'log_path': str(path)})['verdict'] == 'gpu'
+
+
+def test_cuda_and_a_second_vulkan_gpu_counts_the_cuda_device(tmp_path):
+    path = tmp_path / 'mixed.log'
+    path.write_text(VULKAN_ONLY_30.replace(
+        'id=0 filter_id=0 library=Vulkan compute=0.0 name=Vulkan0 description="NVIDIA H100 80GB HBM3" '
+        'libdirs=ollama,vulkan driver=0.0',
+        'id=0 filter_id=0 library=CUDA compute=9.0 name=CUDA0 description="NVIDIA H100 80GB HBM3" '
+        'libdirs=ollama,cuda_v12 driver=12.8') + VULKAN_ONLY_30.splitlines()[4].replace(
+        'id=0 filter_id=0', 'id=1 filter_id=1').replace('Vulkan0', 'Vulkan1').replace(
+        '"NVIDIA H100 80GB HBM3"', '"AMD Radeon Pro W7600"').replace('0000:00:05.0', '0000:00:06.0') + '\n')
+    result = run({'log_path': str(path), 'library': ['CUDA'], 'min_devices': 1})
+    assert result['failed'] is False and result['verdict'] == 'gpu'
+    assert result['libraries'] == ['CUDA', 'Vulkan'] and [d['name'] for d in result['library_devices']] == ['CUDA0']
+    assert run({'log_path': str(path), 'library': 'cuda', 'min_devices': 2})['failed']
+
+
+def test_library_accepts_a_comma_separated_text():
+    result = run({'log_path': corpus('0.30.1-gpu-rocm-multi-journal.log'), 'timeout': 0, 'library': 'cuda,rocm'})
+    assert result['failed'] is False and result['required_libraries'] == ['cuda', 'rocm']
+    assert len(result['library_devices']) == 2
 
 
 def test_low_vram_with_expect_any_and_minimum_applies_to_gpu_only():
@@ -279,21 +382,26 @@ def test_module_returns_within_a_second_of_the_compute_line(tmp_path):
             'msg="Listening on 127.0.0.1:11434 (version 0.13.5)"\n'
             'time=2025-12-01T08:03:10.206Z level=INFO source=runner.go:80 msg="discovering available GPUs..."\n')
     written = []
+    # the service's stderr: StandardError=append: opens it once, the process holds it while it discovers
+    sink = open(path, 'a')
 
     def writer():
         time.sleep(0.5)
-        with open(path, 'a') as f:
-            f.write('time=2025-12-01T08:03:10.731Z level=INFO source=types.go:42 msg="inference compute" '
-                    'id=GPU-00000000-0000-0000-0000-0000000005a1 library=CUDA compute=9.0 name=CUDA0 '
-                    'description=vH100 libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 type=discrete '
-                    'total="79.6 GiB" available="79.1 GiB"\n')
+        sink.write('time=2025-12-01T08:03:10.731Z level=INFO source=types.go:42 msg="inference compute" '
+                   'id=GPU-00000000-0000-0000-0000-0000000005a1 library=CUDA compute=9.0 name=CUDA0 '
+                   'description=vH100 libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 type=discrete '
+                   'total="79.6 GiB" available="79.1 GiB"\n')
+        sink.flush()
         written.append(time.monotonic())
 
     thread = threading.Thread(target=writer)
     thread.start()
-    result = run({'log_path': path, 'timeout': 30})
-    returned = time.monotonic()
-    thread.join()
+    try:
+        result = run({'log_path': path, 'timeout': 30})
+    finally:
+        returned = time.monotonic()
+        thread.join()
+        sink.close()
     assert result['failed'] is False and result['mode'] == 'gpu'
     assert returned - written[0] < 1.0
     assert 0.4 < result['waited'] < 1.6
@@ -435,8 +543,10 @@ def test_live_main_with_fake_journalctl(monkeypatch):
 
 
 def test_early_failures_carry_the_reason_in_problems_and_summary():
-    result = run({'log_path': '/nonexistent/ollama.log', 'timeout': 0})
+    result = run({'log_path': '/nonexistent/ollama.log', 'timeout': 0, 'library': 'cuda'})
     assert result['problems'] == [result['msg']]
+    assert result['verdict'] == 'unknown' and result['required_libraries'] == ['cuda']
+    assert result['library_devices'] == [] and result['libraries'] == [] and result['log_complete'] is False
     assert result['summary'].startswith('UNKNOWN \u2014 log_path /nonexistent/ollama.log')
 
 

@@ -546,7 +546,8 @@ def test_check_expectations_ok_and_minimums():
     assert L.check_expectations(gpu, 'gpu', min_total_vram='64 GiB') == []
     assert 'at least 2 required' in L.check_expectations(gpu, 'gpu', min_devices=2)[0]
     assert 'total VRAM 79.6 GiB, at least 100.0 GiB' in L.check_expectations(gpu, 'gpu', min_total_vram='100 GiB')[0]
-    assert 'no device with library rocm (found: CUDA)' in L.check_expectations(gpu, 'gpu', library='rocm')[0]
+    assert L.check_expectations(gpu, 'gpu', library='rocm') == [
+        'no ROCm device: Ollama found only CUDA (1 device), so the ROCm shim is not in use']
 
 
 def test_check_expectations_mode():
@@ -568,6 +569,8 @@ def test_hints():
     cpu_timeout = L.parse_log(lines(CONFIG_12, LISTEN_12, DISCOVERY_TIMEOUT, CPU_12))
     assert 'DISCOVERY_TIMEOUT' in L.hint_for(cpu_timeout)
     assert 'vgpu_doctor' in L.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
+    assert 'playbooks/remediate.yml' in L.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
+    assert 'playbooks/remediate.yml' in L.hint_for(cpu_preload)
     vulkan = L.parse_log(lines(LISTEN_12, IC_12.replace('library=CUDA', 'library=Vulkan')))
     assert 'Vulkan' in L.hint_for(vulkan, 'gpu', 'cuda')
     assert 'raise timeout' in L.hint_for(L.parse_log(lines(LISTEN_12)))
@@ -856,3 +859,273 @@ def test_loader_error_of_the_previous_process_stays_there_with_journald_pids():
     parser = L.LogParser().feed(lines(a + CONFIG_12, a + LISTEN_12, a + PRELOAD))
     result = parser.feed(lines(b + CONFIG_12, b + LISTEN_12, b + IC_12)).finish()
     assert result['discovery_errors'] == [] and result['mode'] == 'gpu'
+
+
+# ------------------------------------------------------------------ libraries: the verdict means the shim
+#
+# Ollama v0.30.11 log lines, format from upstream: server config routes.go:1961, Listening routes.go:2023,
+# discovery runner.go:60 and :513, LogDetails discover/types.go:32 (GPU) / :50 (CPU), vram-based default context
+# routes.go:2073 (all @v0.30.11). A llama-server device's id is its index, renumbered per library after
+# filtering with the old index kept as filter_id (discover/runner.go:177-197, llama_server.go:325-327); Vulkan
+# has no compute capability and no CUDA driver version (computeVersion, llama_server.go:455-465; DriverMajor is
+# set from the CUDA probe only, :352-354), so compute=0.0 driver=0.0 (ml/device.go:344-354); the PCI id comes
+# from the native probe (llama_server.go:339-341); libdirs are the lib/ollama dirs (types.go:22-27).
+# OLLAMA_VULKAN defaults to on (envconfig/config.go:234, runner.go:99) and a CUDA/Vulkan duplicate of one PCI
+# id keeps CUDA (runner.go:200-213, ml/device.go:451-459 and :678-686): Vulkan alone means CUDA found nothing.
+CONFIG_30 = ('time=2026-03-02T09:15:00.101Z level=INFO source=routes.go:1961 msg="server config" '
+             'env="map[CUDA_VISIBLE_DEVICES: GGML_VK_VISIBLE_DEVICES: OLLAMA_DEBUG:INFO '
+             'OLLAMA_HOST:http://127.0.0.1:11434 OLLAMA_LLM_LIBRARY: OLLAMA_VULKAN:true]"')
+LISTEN_30 = ('time=2026-03-02T09:15:00.106Z level=INFO source=routes.go:2023 '
+             'msg="Listening on 127.0.0.1:11434 (version 0.30.11)"')
+DISCOVERING_30 = ('time=2026-03-02T09:15:00.107Z level=INFO source=runner.go:60 '
+                  'msg="discovering available GPUs..."')
+CUDA_FAILED_30 = ('time=2026-03-02T09:15:01.010Z level=INFO source=runner.go:513 msg="failure during llama-server '
+                  'GPU discovery" OLLAMA_LIBRARY_PATH="[/usr/local/lib/ollama /usr/local/lib/ollama/cuda_v12]" '
+                  'extra_envs=map[] error="exit status 1" detail="ggml_cuda_init: failed to initialize CUDA: no '
+                  'CUDA-capable device is detected"')
+IC_30_CUDA = ('time=2026-03-02T09:15:01.512Z level=INFO source=types.go:32 msg="inference compute" id=0 '
+              'filter_id=0 library=CUDA compute=9.0 name=CUDA0 description="NVIDIA H100 80GB HBM3" '
+              'libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 type=discrete total="79.6 GiB" '
+              'available="79.1 GiB"')
+IC_30_VULKAN = ('time=2026-03-02T09:15:01.512Z level=INFO source=types.go:32 msg="inference compute" id=0 '
+                'filter_id=0 library=Vulkan compute=0.0 name=Vulkan0 description="NVIDIA H100 80GB HBM3" '
+                'libdirs=ollama,vulkan driver=0.0 pci_id=0000:00:05.0 type=discrete total="79.6 GiB" '
+                'available="79.1 GiB"')
+# a second, different discrete GPU only Vulkan drives (its duplicate Vulkan0 of the H100 was dropped for CUDA0)
+IC_30_VULKAN_OTHER = ('time=2026-03-02T09:15:01.512Z level=INFO source=types.go:32 msg="inference compute" id=1 '
+                      'filter_id=1 library=Vulkan compute=0.0 name=Vulkan1 description="AMD Radeon Pro W7600" '
+                      'libdirs=ollama,vulkan driver=0.0 pci_id=0000:00:06.0 type=discrete total="8.0 GiB" '
+                      'available="7.8 GiB"')
+CPU_30 = ('time=2026-03-02T09:15:31.200Z level=INFO source=types.go:50 msg="inference compute" id=cpu '
+          'library=cpu compute="" name=cpu description=cpu libdirs=ollama driver="" pci_id="" type="" '
+          'total="31.3 GiB" available="29.8 GiB"')
+CTX_30 = ('time=2026-03-02T09:15:01.513Z level=INFO source=routes.go:2073 msg="vram-based default context" '
+          'total_vram="79.6 GiB" default_num_ctx=262144')
+
+
+def _vulkan_only():
+    return L.parse_log(lines(CONFIG_30, LISTEN_30, DISCOVERING_30, CUDA_FAILED_30, IC_30_VULKAN, CTX_30))
+
+
+def test_v0_30_vulkan_device_fields():
+    result = _vulkan_only()
+    assert result['mode'] == 'gpu' and result['ollama_version'] == '0.30.11' and result['starts'] == 1
+    dev = result['devices'][0]
+    assert (dev['id'], dev['filter_id'], dev['library'], dev['compute'], dev['driver'], dev['name']) == \
+        ('0', '0', 'Vulkan', '0.0', '0.0', 'Vulkan0')
+    assert dev['libdirs'] == 'ollama,vulkan' and dev['pci_id'] == '0000:00:05.0'
+    assert result['libraries'] == ['Vulkan'] and result['verdict_closed']
+    assert [e['kind'] for e in result['discovery_errors']] == ['discovery_failed']
+
+
+@pytest.mark.parametrize('library,expected', [
+    (None, []), ('', []), ([], []), ([''], []), ('cuda', ['cuda']), ('CUDA', ['cuda']),
+    ('cuda,rocm', ['cuda', 'rocm']), ('cuda, ROCm cuda', ['cuda', 'rocm']), (['CUDA', 'rocm,cuda'], ['cuda', 'rocm']),
+])
+def test_normalize_libraries(library, expected):
+    assert L.normalize_libraries(library) == expected
+
+
+def test_judge_vulkan_only_against_the_cuda_shim():
+    judged = L.judge_libraries(_vulkan_only(), 'cuda')
+    assert judged['verdict'] == 'other_library' and judged['library_devices'] == []
+    assert judged['libraries'] == ['Vulkan'] and judged['required_libraries'] == ['cuda']
+    assert [d['name'] for d in judged['other_devices']] == ['Vulkan0']
+    # any library (an explicit '' / []): Vulkan is a GPU
+    assert L.judge_libraries(_vulkan_only(), '')['verdict'] == 'gpu'
+    assert L.judge_libraries(_vulkan_only(), ['cuda', 'vulkan'])['verdict'] == 'gpu'
+
+
+def test_judge_cuda_beside_another_vulkan_gpu_counts_only_the_cuda_device():
+    result = L.parse_log(lines(CONFIG_30, LISTEN_30, IC_30_CUDA, IC_30_VULKAN_OTHER, CTX_30))
+    judged = L.judge_libraries(result, 'cuda')
+    assert judged['verdict'] == 'gpu' and result['libraries'] == ['CUDA', 'Vulkan']
+    assert [d['name'] for d in judged['library_devices']] == ['CUDA0']
+    assert L.check_expectations(result, 'gpu', library='cuda') == []
+    # the minimums count the shim's devices only
+    assert L.check_expectations(result, 'gpu', min_devices=2, library='cuda') == [
+        '1 GPU device(s) of library CUDA, at least 2 required']
+    assert L.check_expectations(result, 'gpu', min_devices=2) == []
+    assert L.check_expectations(result, 'gpu', min_total_vram='80 GiB', library='cuda') == [
+        'total VRAM 79.6 GiB, at least 80.0 GiB required']
+
+
+def test_judge_cpu_and_unknown_keep_their_mode():
+    cpu = L.parse_log(lines(CONFIG_30, LISTEN_30, CUDA_FAILED_30, CPU_30))
+    assert L.judge_libraries(cpu, 'cuda')['verdict'] == 'cpu'
+    assert L.judge_libraries(L.parse_log(lines(CONFIG_30, LISTEN_30)), 'cuda')['verdict'] == 'unknown'
+
+
+def test_vulkan_only_fails_a_cuda_expectation_plainly():
+    result = _vulkan_only()
+    problems = L.check_expectations(result, 'gpu', library='cuda')
+    assert problems == ['no CUDA device: Ollama found only Vulkan (1 device), so the CUDA shim is not in use']
+    # expect=any: the mode is never a problem, but a GPU start is still judged against the shim's library
+    assert L.check_expectations(result, 'any', library='cuda') == problems
+    assert L.check_expectations(result, 'gpu', library='') == []
+    hint = L.hint_for(result, 'gpu', 'cuda')
+    assert 'fell back to Vulkan' in hint and 'playbooks/remediate.yml' in hint and 'LD_PRELOAD' in hint
+    assert L.summarize(result, problems, hint, 'cuda') == (
+        'VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11) \u2014 no CUDA device: '
+        'Ollama found only Vulkan (1 device), so the CUDA shim is not in use: ' + hint)
+    # without the library the line stays what Ollama logged
+    assert L.summarize(result).startswith('GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11)')
+
+
+def test_cuda_start_summary_is_unchanged_with_the_library():
+    result = L.parse_log(lines(CONFIG_30, LISTEN_30, IC_30_CUDA, CTX_30))
+    assert L.summarize(result, library='cuda') == 'GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, CUDA, ollama 0.30.11)'
+
+
+def test_libraries_key_in_log_order_and_cpu_has_none():
+    result = L.parse_log(lines(LISTEN_30, IC_30_VULKAN_OTHER, IC_30_CUDA))
+    assert result['libraries'] == ['Vulkan', 'CUDA']
+    assert L.parse_log(lines(LISTEN_30, CPU_30))['libraries'] == []
+
+
+# ------------------------------------------------------------------ saved logs give their verdict at once
+
+def _saved(tmp_path, text, age=3600):
+    """A saved copy: written, closed, and last changed ``age`` seconds ago."""
+    path = tmp_path / 'saved.log'
+    path.write_text(text)
+    then = time.time() - age
+    os.utime(str(path), (then, then))
+    return str(path)
+
+
+def test_while_written_static_file_without_verdict_ends_at_once_with_the_default_timeout(tmp_path):
+    path = _saved(tmp_path, lines(CONFIG_30, LISTEN_30, DISCOVERING_30))
+    source = L.FileSource(path, follow='while_written')
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(source, 60)
+    took = time.monotonic() - began
+    source.close()
+    assert reason == 'ended' and result['mode'] == 'unknown' and result['starts'] == 1
+    assert took < 0.5 and source.complete == 'no process has it open for writing'
+    # the default (always) still follows until the deadline
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(L.FileSource(path), 0.3)
+    assert reason == 'timeout' and time.monotonic() - began >= 0.29
+
+
+def test_while_written_static_file_with_unstamped_records_needs_no_settle(tmp_path):
+    bare = IC_30_VULKAN[IC_30_VULKAN.index('level='):]
+    path = _saved(tmp_path, lines(LISTEN_30, bare))
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(L.FileSource(path, follow='while_written'), 60)
+    assert result['mode'] == 'gpu' and reason == 'ended' and time.monotonic() - began < 0.2
+
+
+def test_while_written_a_file_written_just_now_waits_only_the_recent_write_window(tmp_path):
+    path = tmp_path / 'fresh.log'
+    path.write_text(lines(CONFIG_30, LISTEN_30))
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(L.FileSource(str(path), follow='while_written'), 60)
+    assert reason == 'ended' and result['mode'] == 'unknown'
+    assert time.monotonic() - began < L.RECENT_WRITE + 0.5
+
+
+def test_while_written_follows_a_sink_a_process_holds_open(tmp_path):
+    """A StandardError=append: sink: the service holds the descriptor all along and is silent for longer than
+    the recent-write window and the writer re-check while it discovers; the verdict still comes."""
+    path = str(tmp_path / 'ollama-stderr.log')
+    sink = open(path, 'a')
+    sink.write(lines(CONFIG_30, LISTEN_30, DISCOVERING_30))
+    sink.flush()
+    written = []
+
+    def service():
+        time.sleep(1.6)
+        sink.write(stamped(IC_30_CUDA) + '\n')
+        sink.flush()
+        written.append(time.monotonic())
+
+    thread = threading.Thread(target=service)
+    thread.start()
+    source = L.FileSource(path, follow='while_written')
+    try:
+        result, waited, reason = L.follow_log(source, 10)
+    finally:
+        thread.join()
+        sink.close()
+        source.close()
+    assert reason == 'verdict' and result['mode'] == 'gpu'
+    assert os.getpid() in source.writers
+    assert time.monotonic() - written[0] < 1.0 and 1.5 < waited < 3.0
+
+
+def test_while_written_ends_once_the_writer_closed(tmp_path):
+    path = str(tmp_path / 'ollama-stderr.log')
+    sink = open(path, 'a')
+    sink.write(lines(CONFIG_30, LISTEN_30))
+    sink.flush()
+    closer = threading.Timer(0.8, sink.close)
+    closer.start()
+    began = time.monotonic()
+    result, waited, reason = L.follow_log(L.FileSource(path, follow='while_written'), 30)
+    closer.join()
+    assert reason == 'ended' and result['mode'] == 'unknown'
+    assert 0.7 < time.monotonic() - began < 0.8 + L.WRITERS_RECHECK + L.RECENT_WRITE + 0.3
+
+
+def test_file_writers_sees_write_descriptors_only(tmp_path):
+    path = tmp_path / 'f.log'
+    path.write_text('x\n')
+    st = os.stat(str(path))
+    ident = (st.st_dev, st.st_ino)
+    with open(str(path)) as reader:
+        pids, complete = L.file_writers(ident)
+        assert os.getpid() not in pids
+        assert complete is (os.geteuid() == 0)
+        with open(str(path), 'r+') as writer:
+            assert os.getpid() in L.file_writers(ident)[0]
+        assert reader.read() == 'x\n'
+
+
+def _fake_proc(tmp_path, target, flags):
+    proc = tmp_path / 'proc'
+    (proc / 'self').mkdir(parents=True)
+    for pid, flag in ((100, flags), (200, None)):
+        fd = proc / str(pid) / 'fd'
+        fd.mkdir(parents=True)
+        (proc / str(pid) / 'fdinfo').mkdir()
+        if flag is not None:
+            os.symlink(target, str(fd / '2'))
+            (proc / str(pid) / 'fdinfo' / '2').write_text('pos:\t0\nflags:\t%s\nmnt_id:\t30\n' % flag)
+    return str(proc)
+
+
+@pytest.mark.parametrize('flags,writer', [('02102001', True), ('0100002', True), ('0100000', False)])
+def test_file_writers_reads_the_access_mode_from_fdinfo(tmp_path, flags, writer):
+    target = tmp_path / 'sink.log'
+    target.write_text('')
+    st = os.stat(str(target))
+    pids, complete = L.file_writers((st.st_dev, st.st_ino), proc=_fake_proc(tmp_path, str(target), flags))
+    assert pids == ([100] if writer else [])
+
+
+def test_not_root_or_unreadable_processes_fall_back_to_the_modification_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(L.os, 'geteuid', lambda: 1000)
+    target = tmp_path / 'sink.log'
+    target.write_text(lines(CONFIG_30, LISTEN_30))
+    proc = _fake_proc(tmp_path, str(target), '0100000')
+    st = os.stat(str(target))
+    assert L.file_writers((st.st_dev, st.st_ino), proc=proc) == ([], False)
+    # changed 10 s ago: it may still be a live sink the caller cannot see the writer of - keep following
+    then = time.time() - 10
+    os.utime(str(target), (then, then))
+    source = L.FileSource(str(target), follow='while_written', proc=proc)
+    result, waited, reason = L.follow_log(source, 0.3)
+    assert reason == 'timeout'
+    # unchanged for longer than Ollama can be silent while discovering: complete
+    then = time.time() - L.STALE_AFTER - 1
+    os.utime(str(target), (then, then))
+    source = L.FileSource(str(target), follow='while_written', proc=proc)
+    result, waited, reason = L.follow_log(source, 60)
+    assert reason == 'ended' and waited < 0.5 and 'could not be looked at' in source.complete
+
+
+def test_file_source_follow_value_is_checked():
+    with pytest.raises(ValueError):
+        L.FileSource('/x', follow='sometimes')
