@@ -74,6 +74,11 @@ shim "$BAD/libvgpu-cuda-nocuinit.so" libcuda.so.1 -DNO_CUINIT "$SHIM/vgpu_cuda.c
 shim "$BAD/libcuda.so.535.104.05" libcuda.so.1 -DFAKE_NVIDIA_DRIVER "$SHIM/vgpu_cuda.c"
 shim "$BAD/libvgpu-cuda-interpose.so" libcuda.so.1 "$SHIM/vgpu_cuda.c" "$SHIM/interpose.c" -ldl
 shim "$BAD/libvgpu-nvml-needs-cuda.so" libnvidia-ml.so.1 -DNVML_NEEDS_CUDA "$SHIM/vgpu_nvml.c"
+shim "$BAD/libvgpu-nvml-driver535.so" libnvidia-ml.so.1 -DVGPU_DEFAULT_NVIDIA_DRIVER='"535.104.05"' "$SHIM/vgpu_nvml.c"
+shim "$BAD/libcuda-stub.so" libcuda.so.1 "$SHIM/vgpu_cuda_stub.c"
+shim "$BAD/libvgpu-cuda-err999.so" libcuda.so.1 -DCUINIT_ERROR=999 "$SHIM/vgpu_cuda.c"
+shim "$BAD/libvgpu-cuda-zero.so" libcuda.so.1 -DZERO_DEVICES "$SHIM/vgpu_cuda.c"
+shim "$BAD/libvgpu-cuda-hang.so" libcuda.so.1 -DVGPU_DEFAULT_INIT_DELAY_MS='"600000"' "$SHIM/vgpu_cuda.c"
 patch_bytes() {  # FILE OFFSET BYTES(octal escapes)
     # shellcheck disable=SC2059
     printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none

@@ -20,6 +20,7 @@ typedef int CUdriverProcAddressQueryResult;
 #define CUDA_ERROR_OUT_OF_MEMORY        2
 #define CUDA_ERROR_NOT_INITIALIZED      3
 #define CUDA_ERROR_DEINITIALIZED        4
+#define CUDA_ERROR_STUB_LIBRARY         34
 #define CUDA_ERROR_INSUFFICIENT_DRIVER  35
 #define CUDA_ERROR_NO_DEVICE            100
 #define CUDA_ERROR_INVALID_DEVICE       101

@@ -17,7 +17,15 @@
 #define VGPU_DEFAULT_FREE_MIB  80995ULL
 #define VGPU_DEFAULT_DRIVER    12080
 #define VGPU_DEFAULT_PCI_ID    "0000:00:05.0"
+/* NVML's nvmlSystemGetDriverVersion string; a build can bake in another one
+ * (-DVGPU_DEFAULT_NVIDIA_DRIVER='"535.104.05"'); VGPU_SIM_NVIDIA_DRIVER still wins. */
+#ifndef VGPU_DEFAULT_NVIDIA_DRIVER
 #define VGPU_DEFAULT_NVIDIA_DRIVER "570.133.20"
+#endif
+/* How long cuInit sleeps before it answers (VGPU_SIM_INIT_DELAY_MS wins). */
+#ifndef VGPU_DEFAULT_INIT_DELAY_MS
+#define VGPU_DEFAULT_INIT_DELAY_MS "0"
+#endif
 
 struct vgpu_config {
     char name[96];
@@ -94,7 +102,7 @@ static void vgpu_load_config(struct vgpu_config *c)
     if (sscanf(pci, "%x:%x:%x.%x", &c->pci_domain, &c->pci_bus, &c->pci_dev, &c->pci_fn) != 4) {
         c->pci_domain = 0; c->pci_bus = 0; c->pci_dev = 5; c->pci_fn = 0;
     }
-    c->init_delay_ms = atol(vgpu_env("VGPU_SIM_INIT_DELAY_MS", "0"));
+    c->init_delay_ms = atol(vgpu_env("VGPU_SIM_INIT_DELAY_MS", VGPU_DEFAULT_INIT_DELAY_MS));
     c->device_count = atoi(vgpu_env("VGPU_SIM_DEVICE_COUNT", "1"));
     if (c->device_count < 0) c->device_count = 0;
     if (c->device_count > VGPU_MAX_DEVICES) c->device_count = VGPU_MAX_DEVICES;

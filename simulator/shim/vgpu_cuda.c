@@ -9,6 +9,12 @@
  *   -DFAKE_NVIDIA_DRIVER  a "real NVIDIA driver" look-alike whose cuInit fails
  *                         with CUDA_ERROR_NO_DEVICE, as the real libcuda does
  *                         in a guest without the NVIDIA kernel module.
+ *   -DCUINIT_ERROR=999    cuInit returns that CUresult (999 = CUDA_ERROR_UNKNOWN:
+ *                         a shim that cannot reach its host side)
+ *   -DZERO_DEVICES        cuInit succeeds, cuDeviceGetCount reports 0
+ *   -DVGPU_DEFAULT_INIT_DELAY_MS='"600000"'  cuInit sleeps that long unless
+ *                         VGPU_SIM_INIT_DELAY_MS says otherwise (nanosleep:
+ *                         SIGKILL ends it)
  *
  * CUDA_VISIBLE_DEVICES is honoured inside cuInit the way the real driver does
  * it: a comma separated list of ordinals or GPU-UUID prefixes, parsing stops at
@@ -117,12 +123,19 @@ API CUresult cuInit(unsigned int flags)
     vgpu_load_config(&c);
     if (c.init_delay_ms > 0) sleep_ms(c.init_delay_ms);
     if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
-#ifdef FAKE_NVIDIA_DRIVER
+#if defined(FAKE_NVIDIA_DRIVER)
     /* The real driver cannot reach /dev/nvidiactl without its kernel module. */
     return CUDA_ERROR_NO_DEVICE;
+#elif defined(CUINIT_ERROR)
+    return CUINIT_ERROR;
 #else
     cfg = c;
     compute_visible();
+#ifdef ZERO_DEVICES
+    visible_count = 0;
+    initialized = 1;
+    return CUDA_SUCCESS;
+#endif
     if (visible_count == 0) { initialized = 0; return CUDA_ERROR_NO_DEVICE; }
     initialized = 1;
     return CUDA_SUCCESS;
@@ -379,6 +392,7 @@ static const struct { CUresult code; const char *name, *text; } errors[] = {
     {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
     {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
     {CUDA_ERROR_DEINITIALIZED, "CUDA_ERROR_DEINITIALIZED", "driver shutting down"},
+    {CUDA_ERROR_STUB_LIBRARY, "CUDA_ERROR_STUB_LIBRARY", "CUDA driver is a stub library"},
     {CUDA_ERROR_INSUFFICIENT_DRIVER, "CUDA_ERROR_INSUFFICIENT_DRIVER",
      "CUDA driver version is insufficient for CUDA runtime version"},
     {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},

@@ -227,14 +227,16 @@ def test_build_outputs(sim):
                 "shim/bad/libvgpu-cuda-nocuinit.so", "shim/bad/libvgpu-cuda-aarch64.so",
                 "shim/bad/libvgpu-cuda-elf32.so", "shim/bad/libvgpu-cuda-truncated.so",
                 "shim/bad/libcuda.so.535.104.05", "shim/bad/libvgpu-cuda-interpose.so",
-                "shim/bad/libvgpu-nvml-needs-cuda.so", "install.sh", "ollama-sim-upgrade"):
+                "shim/bad/libvgpu-nvml-needs-cuda.so", "shim/bad/libvgpu-nvml-driver535.so",
+                "shim/bad/libcuda-stub.so", "shim/bad/libvgpu-cuda-err999.so", "shim/bad/libvgpu-cuda-zero.so",
+                "shim/bad/libvgpu-cuda-hang.so", "install.sh", "ollama-sim-upgrade"):
         assert os.path.isfile(os.path.join(sim, rel)), rel
     for v in ("0.3.6", "0.5.7", "0.11.4", "0.13.5", "0.30.1"):
         assert os.path.isfile(os.path.join(sim, "ollama-%s-linux-amd64.tgz" % v))
     r = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.join(sim, "shim"),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert r.returncode == 0, r.stdout
-    assert len(r.stdout.splitlines()) == 10
+    assert len(r.stdout.splitlines()) == 15
 
 
 def test_build_is_idempotent(sim):
