@@ -46,6 +46,14 @@ options:
     description: The admin unit directory, the only one whose unit file and drop-ins are edited.
     type: path
     default: /etc/systemd/system
+  keep_files:
+    description:
+      - Unit files or drop-ins whose C(Environment=) assignments of I(variables) stay (for example the toolkit's own
+        drop-in, whose value must win once the others are gone). The result check then accepts the value that
+        comes from one of them.
+    type: list
+    elements: path
+    default: []
   stamp:
     description:
       - Time stamp used in the names of the backups and moved-aside files (UTC, C(YYYYmmddTHHMMSSZ)); default
@@ -100,7 +108,8 @@ refused:
   type: list
   elements: dict
 next_start:
-  description: For each of I(variables), the value the next start still gets (null - gone - after success).
+  description: For each of I(variables), the value the next start still gets - null (gone), or after success
+    only a value from one of I(keep_files).
   returned: always
   type: dict
 restart_required:
@@ -163,11 +172,13 @@ def predict(module, unit, dirs):
     return predict_environment(unit, dirs, manager=manager, pid1_environ=pid1, user=user, props=props), props
 
 
-def plan_removals(predicted, variables, unit, systemd_dir):
-    """(edits {path: {'how', 'variables', 'sources'}}, unsets [variable], actions, refused)."""
+def plan_removals(predicted, variables, unit, systemd_dir, keep=()):
+    """(edits {path: {'how', 'variables', 'hows'}}, unsets [variable], actions, refused)."""
     edits, unsets, actions, refused = {}, [], [], []
     for name in variables:
         for fix in removal_plan(predicted, name, unit, systemd_dir):
+            if fix['kind'] == 'environment' and fix['path'] in keep:
+                continue
             entry = {'how': fix['how'], 'variable': name, 'path': fix['path'], 'line': fix['line'],
                      'source': fix['source']}
             if not fix['editable']:
@@ -204,6 +215,7 @@ def main():
             unit=dict(type='str', default='ollama.service'),
             variables=dict(type='list', elements='str', required=True),
             systemd_dir=dict(type='path', default='/etc/systemd/system'),
+            keep_files=dict(type='list', elements='path', default=[]),
             stamp=dict(type='str'),
             daemon_reload=dict(type='bool', default=True),
         ),
@@ -226,7 +238,8 @@ def main():
     dirs = unit_search_dirs(systemd_dir)
 
     predicted, props = predict(module, unit, dirs)
-    edits, unsets, actions, refused = plan_removals(predicted, p['variables'], unit, systemd_dir)
+    keep = [os.path.normpath(k) for k in p['keep_files']]
+    edits, unsets, actions, refused = plan_removals(predicted, p['variables'], unit, systemd_dir, keep)
     next_start = dict((v, predicted['environment'].get(v)) for v in p['variables'])
     running = None
     if props and (props.get('MainPID') or '0') != '0':
@@ -313,7 +326,8 @@ def main():
     # the result, asked again: no variable may reach the next start any more
     again, _props = predict(module, unit, dirs)
     result['next_start'] = dict((v, again['environment'].get(v)) for v in p['variables'])
-    left = dict((v, val) for v, val in result['next_start'].items() if val is not None)
+    left = dict((v, val) for v, val in result['next_start'].items() if val is not None and not (
+        again['sources'].get(v, {}).get('kind') == 'environment' and again['sources'][v].get('path') in keep))
     if left:
         module.fail_json(msg='after the edits %s would still get %s' % (unit, ', '.join(
             '%s=%s (from %s)' % (v, val, describe_source(again['sources'].get(v))) for v, val in sorted(left.items()))),

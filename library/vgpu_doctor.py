@@ -16,15 +16,31 @@ description:
   - "Evidence: the state of every managed C(libcuda.so.1)/C(libnvidia-ml.so.1) link (the I(link_dirs) plus every
     existing C(<ollama_lib_dir>/cuda_v*) directory); the shims' ELF (class, machine, exports, checksum,
     libc/loader functions they interpose, undefined symbols); their readability as the unit's C(User=)
-    (C(Group=), supplementary groups); the unit's environment merged from its unit file and drop-ins in
-    systemd's order - C(Environment=), then C(UnsetEnvironment=) (names, or exact C(NAME=VALUE) assignments;
-    an empty assignment resets the list) removing variables whichever file set them - and as C(systemctl show)
-    reports it (C(Environment) less C(UnsetEnvironment)), against C(/proc/<MainPID>/environ) and the runner
-    processes (its children) including whether the shim is mapped in C(/proc/<pid>/maps);
+    (C(Group=), supplementary groups); the environment the unit's next start gets, from every source systemd
+    uses, in systemd's precedence - the service manager's environment (C(systemctl show-environment):
+    C(DefaultEnvironment=) of C(system.conf) and its drop-ins, C(systemd.setenv=), C(systemctl set-environment)),
+    C(PassEnvironment=) (from C(/proc/1/environ)), C(Environment=) of the unit file and its drop-ins in order,
+    C(EnvironmentFile=) files (globs, optional C(-) files, systemd's quoting and continuation rules, a later
+    file winning), then C(UnsetEnvironment=) - each variable with its source (file and line, or the manager
+    environment) in C(environment.sources), against C(/proc/<MainPID>/environ) and the runner processes (its
+    children) including whether the shim is mapped in C(/proc/<pid>/maps);
     C(/etc/ld.so.preload); real NVIDIA driver libraries on the loader path (and the dpkg/rpm package that owns
     them); C(OLLAMA_LLM_LIBRARY) against the backend directories; C(CUDA_VISIBLE_DEVICES); C(PrivateDevices=)
     and C(ProtectKernelTunables=); a snap Ollama; PCI devices with vendor 0x10de; and the verdict and
     discovery-error lines of the current Ollama start, read with the same parser as M(ollama_gpu_mode)."
+  - "Live evidence (I(driver_probe)): Ollama 0.30+ discards its discovery subprocesses' output at the default log
+    level, so a failing driver shows only as the CPU line. The probe asks the driver itself, the way Ollama's
+    discovery does, as the unit's user with the next start's environment (one fresh, time-limited subprocess per
+    C(cuda_v*) directory, all at once; a second set without C(CUDA_VISIBLE_DEVICES) when that variable hides
+    the device, so whether removing it would help is known): every call with its return code, its CUDA/NVML
+    error name and its time, and the file really loaded (C(dladdr)). Result in C(driver_probe); findings
+    DRIVER_HANG, DRIVER_API_ERROR, DRIVER_ZERO_DEVICES, DRIVER_TOO_OLD, NVML_MISSING."
+  - "Fixes are planned only when they are predicted to change the outcome - a restart only when the next start's
+    environment differs from the running process's and would be right (the variables of the layout, every
+    runner resolving the shim, nothing hiding the device, the start not failing, the probe with that
+    environment answering); a variable from an C(EnvironmentFile=), the manager or C(PassEnvironment=) gets
+    C(unset_env) at that source (C(fix.sources), each with C(editable) and the manual step where the toolkit
+    does not edit it), not a restart."
   - "Loader emulation: for each C(cuda_v*) runner the module works out which file the dynamic loader would load
     as C(libcuda.so.1) (and C(libnvidia-ml.so.1) with I(nvml_shim)), in glibc's order - an already loaded
     object with that SONAME (C(LD_PRELOAD), C(/etc/ld.so.preload)), then the runner's C(LD_LIBRARY_PATH)
@@ -34,16 +50,19 @@ description:
     the loader does. The result is in C(resolution) and decides severities, for example a missing link is
     only a warning when the runners still load the shim through C(LD_PRELOAD)."
   - "Ordering: errors before warnings before infos; within a severity by this priority - NO_DEVICE,
-    SNAP_OLLAMA, GLOBAL_PRELOAD, DRIVER_SHADOW, SHIM_BAD, SHIM_UNREADABLE, SHIM_UNDEFINED_SYMBOL,
+    SNAP_OLLAMA, GLOBAL_PRELOAD, UNIT_START_FAILS, DRIVER_SHADOW, SHIM_BAD, SHIM_UNREADABLE, SHIM_UNDEFINED_SYMBOL,
     PRELOAD_MISSING_FILE, PRELOAD_INTERPOSES_LOADER, PRELOAD_CONFLICT, LLM_LIBRARY_MISMATCH, VISIBLE_DEVICES,
-    SANDBOX, LINK_MISSING, LINK_WRONG, PRELOAD_NOT_APPLIED, PRELOAD_HIJACK_RISK, DISCOVERY_TIMEOUT. An earlier
-    code is the more basic cause - one that makes the later ones moot or that must be fixed first."
-  - "Read-only: nothing on the host is written. The only commands are C(systemctl show), C(journalctl),
-    C(ldconfig -p) (when the cache file cannot be parsed), C(ld.so --help), C(rpm -qf) (for a suspected driver
-    file dpkg does not know), and, only when a shim's ELF shows symbols none of its libraries provide (or the
-    log reports an undefined symbol), a load test - a fresh Python that C(dlopen)s the shim with
-    C(LD_BIND_NOW=1) and the unit's C(LD_PRELOAD), as the unit's user (C(runuser))."
-  - Finishes within about 3 seconds on a guest with I(log_timeout=0).
+    SANDBOX, LINK_MISSING, LINK_WRONG, DRIVER_HANG, DRIVER_API_ERROR, DRIVER_ZERO_DEVICES, DRIVER_TOO_OLD,
+    NVML_MISSING, PRELOAD_NOT_APPLIED, PRELOAD_HIJACK_RISK, DISCOVERY_TIMEOUT. An earlier code is the more basic
+    cause - one that makes the later ones moot or that must be fixed first."
+  - "Read-only: nothing on the host is written. The only commands are C(systemctl show),
+    C(systemctl show-environment), C(journalctl), C(ldconfig -p) (when the cache file cannot be parsed),
+    C(ld.so --help), C(rpm -qf) (for a suspected driver file dpkg does not know), the driver probe, and, only
+    when a shim's ELF shows symbols none of its libraries provide (or the log reports an undefined symbol), a
+    load test - a fresh Python that C(dlopen)s the shim with C(LD_BIND_NOW=1) and the unit's C(LD_PRELOAD), as
+    the unit's user (C(setpriv), else C(runuser))."
+  - Finishes within about 3 seconds on a guest with I(log_timeout=0) (the driver probe adds about 0.03 s, or
+    I(probe_timeout) when the driver hangs).
 version_added: "1.0.0"
 author: vgpu toolkit contributors
 options:
@@ -124,6 +143,28 @@ options:
         no C(LD_PRELOAD) entry (the C(library_path) check of C(LD_LIBRARY_PATH) stays).
     type: list
     elements: path
+  history_path:
+    description:
+      - The record C(remediate.yml) keeps of the fixes it applied and the mode of the start after them; returned
+        as C(history) (read only - the doctor never writes it). A missing file is an empty history.
+    type: path
+    default: /var/lib/vgpu-toolkit/remediate.json
+  driver_probe:
+    description:
+      - The live driver-API probe - in a fresh subprocess, as the unit's user, with the environment the next
+        start gets (and Ollama's library directories first in C(LD_LIBRARY_PATH), as its discovery does), load
+        C(libcuda.so.1) and call C(cuInit), C(cuDriverGetVersion), C(cuDeviceGetCount) and, per device, its name,
+        memory, compute capability and PCI bus id; then C(libnvidia-ml.so.1) (C(nvmlInit_v2),
+        C(nvmlSystemGetDriverVersion), C(nvmlDeviceGetCount_v2)). Read-only, killed after I(probe_timeout).
+      - C(auto) runs it when the current start is not in GPU mode (or no verdict was found); C(always) also on
+        a GPU-mode host; C(never) skips it.
+    type: str
+    choices: [auto, always, never]
+    default: auto
+  probe_timeout:
+    description: Seconds one driver probe may take (a shim may hang in C(cuInit)); it is then killed and reported.
+    type: float
+    default: 3.0
   root:
     description:
       - Test hook - a directory that stands in for C(/) for the fixed system locations (C(/etc), C(/proc),
@@ -139,7 +180,10 @@ attributes:
     description: Nothing is changed, so there is no diff.
 notes:
   - Run as root; as another user the load test runs as that user and some C(/proc) files cannot be read.
-  - DT_RPATH/DT_RUNPATH of Ollama's backend libraries and C(EnvironmentFile=) are not evaluated.
+  - DT_RPATH/DT_RUNPATH of Ollama's backend libraries are not evaluated.
+  - The driver probe does not reproduce the unit's sandbox (C(PrivateDevices=), C(DeviceAllow=), namespaces) -
+    SANDBOX reports those. It does not create a CUDA context (that allocates memory on the host GPU); a shim
+    that fails only there passes the probe - remediate's history then stops a second attempt.
   - A systemd older than 235 does not know C(UnsetEnvironment=) (C(systemctl show) has no such property); the
     doctor then ignores it too and says so in C(notes).
 seealso:
@@ -220,12 +264,29 @@ findings:
     - "DISCOVERY_TIMEOUT: the current start logged \"failure during GPU discovery ... failed to finish discovery
       before timeout\" (a warning when the same start still found a GPU)."
     - "NO_DEVICE: no PCI device with vendor 0x10de in the guest (C(info) when I(require_pci_device=false))."
+    - "UNIT_START_FAILS: the next start fails before the process runs - an C(EnvironmentFile=) without C(-)
+      that is missing, unreadable or not UTF-8 (systemd fails the start with result C(resources)); no restart is
+      planned on such a host."
+    - "DRIVER_HANG: the live probe did not finish within I(probe_timeout) (C(last_call) says where - typically
+      C(cuInit) waiting for the host side); a restart would hang in discovery the same way."
+    - "DRIVER_API_ERROR: the live probe could not load C(libcuda.so.1), or a driver call failed - C(cuInit) 100
+      (no device), 999 (unknown: the shim cannot reach its host side), 34 (the CUDA toolkit's stub library) ...
+      An error when the file that answered is the shim; a warning when another file answered and a static finding
+      (links, driver, shim) explains why."
+    - "DRIVER_ZERO_DEVICES: C(cuInit) succeeds but C(cuDeviceGetCount) reports no device."
+    - "DRIVER_TOO_OLD: NVML's C(nvmlSystemGetDriverVersion) is below the installed Ollama's driver gate (0.30.11+:
+      550 when its C(cuda_v12) runtime is 12.4+, 570 for compute capability < 7.0 with 12.8+; 0.30.0-0.30.10: 570
+      for compute capability < 7.0), so Ollama drops the CUDA devices (C(NVIDIA driver too old)); a warning when
+      only a later Ollama will."
+    - "NVML_MISSING: C(libnvidia-ml.so.1) does not load or initialise for the service (a warning: Ollama 0.30.11+
+      logs C(could not verify NVIDIA driver compatibility for CUDA) and keeps the devices)."
     - "C(fix.action) keys - C(relink) (run cuda_links for C(fix.target), C(fix.names); C(fix.replace_files) when
       regular files must go), C(reinstall_shim) (install the artifact again at C(fix.path), kind C(fix.kind)),
       C(fix_shim_mode) (chown root:root, chmod 0755 C(fix.paths)), C(rewrite_dropin) (render our drop-in
       C(fix.path) again, daemon-reload, restart), C(move_conflicting_dropin) (move C(fix.path) out of the .d
-      directory, daemon-reload, restart), C(unset_env) (C(UnsetEnvironment=fix.variable) in our drop-in or remove
-      it from C(fix.path), daemon-reload, restart), C(override_sandbox) (write C(fix.settings) into our drop-in,
+      directory, daemon-reload, restart), C(unset_env) (take C(fix.variables) out of every source in C(fix.sources) -
+      unit files, C(EnvironmentFile=) files, C(PassEnvironment=), C(DefaultEnvironment=), the manager's runtime
+      environment - with M(systemd_env_unset), keeping C(fix.keep); refused when C(fix.editable) is false), C(override_sandbox) (write C(fix.settings) into our drop-in,
       daemon-reload, restart), C(remove_global_preload) (remove C(fix.entries) from C(fix.path)),
       C(switch_strategy) (redeploy with C(vgpu_strategy=fix.strategy)), C(restart) (daemon-reload first when
       C(fix.daemon_reload)), C(manual) (nothing automatic - real driver present, no PCI device, snap Ollama,
@@ -284,10 +345,29 @@ service:
   returned: always
   type: dict
 environment:
-  description: The unit's environment (C(unit), after C(UnsetEnvironment=)), the running main process's
-    (C(running), null when not running), which file set each variable (C(sources)), the unit's
-    C(UnsetEnvironment=) list (C(unset), each C(entry) with the C(path) that added it) and which file's entry
-    removed each variable (C(unset_by)), the drop-ins in order, and our drop-in's path.
+  description: The environment the unit's next start gets (C(unit), every source, after C(UnsetEnvironment=)),
+    the running main process's (C(running), null when not running), where each variable comes from
+    (C(sources) - C(path:line), or C(manager environment (set_environment)) ...; C(source_details) the full
+    records), the variables where the two differ (C(differences), each with its C(source)), the
+    C(EnvironmentFile=) settings with the files they matched (C(environment_files)), the unit's
+    C(UnsetEnvironment=) list (C(unset)) and which file's entry removed each variable (C(unset_by)), the
+    drop-ins in order, and our drop-in's path.
+  returned: always
+  type: dict
+driver_probe:
+  description:
+    - The live driver probe - C(ran) (false with C(reason) when skipped), C(elapsed), C(per_dir) (one short
+      entry per C(cuda_v*) directory probed), C(next_start) (the probe with the next start's environment) and
+      C(without_visible_devices) (the same without C(CUDA_VISIBLE_DEVICES), when it hides the device).
+    - A probe - C(ok), C(as_user), C(elapsed), C(timed_out), C(last_call), C(lib_dirs), C(ld_library_path),
+      C(ld_preload), C(cuda) and C(nvml) (C(loaded) - the real file that provides C(cuInit)/C(nvmlInit_v2),
+      C(loaded_as), C(dlopen_error), C(calls) - each C({call, rc, error, ms, value}) -, C(driver_version),
+      C(devices) / C(driver_major)), C(output) (what the shim or the loader printed).
+  returned: always
+  type: dict
+history:
+  description: What the last C(remediate.yml) run recorded on the host (I(history_path)) - C(last_run) with
+    C(at), C(fixes), C(verdict) (the mode of the start after them); {} when there is none.
   returned: always
   type: dict
 processes:
@@ -335,6 +415,9 @@ def main():
             log_path=dict(type='path'),
             load_test=dict(type='bool', default=True),
             preload=dict(type='list', elements='path'),
+            history_path=dict(type='path', default='/var/lib/vgpu-toolkit/remediate.json'),
+            driver_probe=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
+            probe_timeout=dict(type='float', default=3.0),
             root=dict(type='path', default='/'),
         ),
         supports_check_mode=True,

@@ -22,8 +22,8 @@ __metaclass__ = type
 
 import errno
 import glob
+import json
 import os
-import pwd
 import re
 import stat
 import struct
@@ -44,6 +44,11 @@ from ansible.module_utils.vgpu_systemd import (
     read_proc_environ, shown_environment, start_not_older_than, try_systemctl_show, unit_files_setting,
     variables_unset_by,
 )
+from ansible.module_utils.vgpu_unit_env import (
+    describe_source, environment_differences, manager_environment, parse_show_environment,
+    predict_environment, removal_plan, source_text,
+)
+from ansible.module_utils.vgpu_probe import finish_probes, start_probe, user_argv
 from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
 
 # ------------------------------------------------------------------------------------------ codes and actions
@@ -57,6 +62,7 @@ PRIORITY = (
     'NO_DEVICE',                  # nothing any guest-side fix can do
     'SNAP_OLLAMA',                # a different install; none of the paths below apply
     'GLOBAL_PRELOAD',             # affects every process on the host: remove before anything else
+    'UNIT_START_FAILS',           # the next start fails before Ollama runs: no restart may be planned
     'DRIVER_SHADOW',              # a real driver is loaded instead of the shim
     'SHIM_BAD',                   # the shim itself is unusable
     'SHIM_UNREADABLE',            # the shim cannot be opened by the service user
@@ -69,6 +75,11 @@ PRIORITY = (
     'SANDBOX',                    # device nodes or /sys hidden from the service
     'LINK_MISSING',               # the runner cannot find libcuda.so.1
     'LINK_WRONG',                 # the runner finds another libcuda.so.1
+    'DRIVER_HANG',                # the live probe: the driver API does not return (host side)
+    'DRIVER_API_ERROR',           # the live probe: libcuda.so.1 does not load or a driver call fails
+    'DRIVER_ZERO_DEVICES',        # the live probe: the driver answers but has no device
+    'DRIVER_TOO_OLD',             # the live probe: NVML's driver version is below Ollama's driver gate
+    'NVML_MISSING',               # the live probe: no NVML (Ollama cannot check the driver / free memory)
     'PRELOAD_NOT_APPLIED',        # everything is right on disk, the process predates it
     'PRELOAD_HIJACK_RISK',        # security, not the cause of CPU mode
     'DISCOVERY_TIMEOUT',          # symptom; explained by any of the above when present
@@ -91,6 +102,8 @@ CODES = {
     'PRELOAD_HIJACK_RISK': 'a shim, a preloaded library or a library directory the service searches is '
                            'writable by a non-root user',
     'GLOBAL_PRELOAD': '/etc/ld.so.preload loads a vGPU shim into every process',
+    'UNIT_START_FAILS': 'the next start of the unit fails before the process runs (an EnvironmentFile= without "-" '
+                        'that is missing, unreadable or not UTF-8)',
     'PRELOAD_INTERPOSES_LOADER': 'a preloaded shim exports libc/loader functions (dlopen, dlsym, open, stat...)',
     'DRIVER_SHADOW': 'a real NVIDIA driver library is on the loader path (resolves first: error; present: warning)',
     'LLM_LIBRARY_MISMATCH': 'OLLAMA_LLM_LIBRARY names no existing backend directory, or forces the CPU',
@@ -100,6 +113,15 @@ CODES = {
     'DISCOVERY_TIMEOUT': 'the current start logged "failure during GPU discovery ... failed to finish discovery '
                          'before timeout"',
     'NO_DEVICE': 'no PCI device with vendor 0x10de is visible in the guest',
+    'DRIVER_HANG': 'the live driver probe (as the unit\'s user, with the next start\'s environment) did not finish '
+                   'within probe_timeout: the driver API hangs (typically in cuInit, waiting for the host side)',
+    'DRIVER_API_ERROR': 'the live driver probe could not load libcuda.so.1, or a driver call returned an error '
+                        '(cuInit 100 no device, 999 unknown, 34 the CUDA toolkit\'s stub library ...)',
+    'DRIVER_ZERO_DEVICES': 'the live driver probe: cuInit succeeds but cuDeviceGetCount reports no device',
+    'DRIVER_TOO_OLD': 'the NVIDIA driver version NVML reports is below the gate of the installed Ollama (0.30.11+: '
+                      '550, 570 for compute capability < 7.0 - it drops the CUDA devices: "NVIDIA driver too old")',
+    'NVML_MISSING': 'libnvidia-ml.so.1 does not load or does not initialise for the service (Ollama 0.30.11+ then '
+                    'logs "could not verify NVIDIA driver compatibility for CUDA" and keeps the devices)',
 }
 
 # fix.action keys: what remediate.yml may do for a finding (machine-readable), and what each means.
@@ -114,8 +136,10 @@ ACTIONS = {
                       'daemon-reload, restart the unit',
     'move_conflicting_dropin': 'move the drop-in fix.path out of the unit\'s .d directory (keep it as a backup), '
                                'daemon-reload, restart',
-    'unset_env': 'stop the service from getting fix.variable: add UnsetEnvironment=<variable> to our drop-in '
-                 '(or remove the assignment from fix.path), daemon-reload, restart',
+    'unset_env': 'stop the service from getting fix.variables: take every assignment out where it is written '
+                 '(fix.sources: unit files, EnvironmentFile= files, PassEnvironment=, DefaultEnvironment=, '
+                 'systemctl unset-environment; systemd_env_unset), keeping fix.keep (our drop-in); refused when a '
+                 'source is not editable (fix.editable false: fix_text says what to do), then restart',
     'override_sandbox': 'write fix.settings (e.g. PrivateDevices=no) into our drop-in, daemon-reload, restart',
     'remove_global_preload': 'remove fix.entries from fix.path (/etc/ld.so.preload); delete the file when '
                              'nothing is left',
@@ -137,7 +161,7 @@ SANDBOX_SETTINGS = ('PrivateDevices', 'ProtectKernelTunables')
 UNIT_PROPERTIES = ('Id', 'LoadState', 'ActiveState', 'SubState', 'MainPID', 'InvocationID', 'User', 'Group',
                    'SupplementaryGroups', 'DynamicUser', 'Environment', 'UnsetEnvironment', 'PrivateDevices',
                    'ProtectKernelTunables', 'FragmentPath', 'DropInPaths', 'StandardOutput', 'StandardError',
-                   'ExecMainStartTimestamp', 'NeedDaemonReload', 'ExecStart')
+                   'ExecMainStartTimestamp', 'NeedDaemonReload', 'ExecStart', 'EnvironmentFiles', 'PassEnvironment')
 
 DEFAULT_SHIM = {'preload': '/usr/lib64/libvgpu-cuda.so', 'library_path': '/opt/vgpu/lib/libvgpu-cuda.so'}
 NVIDIA_PCI_VENDOR = '0x10de'
@@ -146,6 +170,7 @@ TIME_BUDGET = 2.7        # the doctor's own seconds (log_timeout > 0 adds its wa
 LOG_DRAIN = 1.0          # seconds a non-following log read may take after its deadline
 JOURNAL_READ_LIMIT = 1.5  # seconds for `journalctl` (no --follow) to print the current invocation
 MAX_PROCESSES = 64       # runner processes looked at
+PROBE_TIMEOUT = 3.0      # seconds one live driver probe may take (a shim may hang in cuInit)
 
 _TRUE = ('yes', 'true', 'on', '1')
 
@@ -223,6 +248,16 @@ class Probe(object):
             return None, 'no module'
         return try_systemctl_show(self.module, unit, properties)
 
+    def show_environment(self):
+        """`systemctl show-environment` output (the manager's environment), or None."""
+        if self.module is None:
+            return None
+        systemctl = self.module.get_bin_path('systemctl', required=False)
+        if not systemctl:
+            return None
+        rc, out, _err = self.module.run_command([systemctl, 'show-environment'])
+        return out if rc == 0 else None
+
     def run(self, argv, env=None, timeout=2.0):
         """Run a read-only command with a clean environment (env replaces it) and a time limit."""
         try:
@@ -234,6 +269,10 @@ class Probe(object):
         except OSError as e:
             return 127, '', str(e)
         return p.returncode, p.stdout.decode('utf-8', 'replace'), p.stderr.decode('utf-8', 'replace')
+
+    def driver_probes(self, specs, timeout):
+        """Run live driver probes concurrently: specs [(lib_dirs, env, user_spec)] -> [result] (vgpu_probe)."""
+        return finish_probes([start_probe(d, e, u, timeout) for d, e, u in specs])
 
     def log_source(self, kind, what):
         if kind == 'file':
@@ -524,7 +563,10 @@ class Facts(object):
         self.unit_env = {}          # the unit's environment at its next start (see _gather_unit)
         self.unit_env_shown = {}    # as `systemctl show -p Environment` reports it now
         self.unit_env_files = {}    # merged from the unit file and drop-ins
-        self.env_sources = {}
+        self.env_sources = {}       # {variable: the file that sets it for the next start (None: the manager)}
+        self.env_records = {}       # {variable: its source record (vgpu_unit_env), with file and line}
+        self.predicted = None       # vgpu_unit_env.predict_environment() of the next start
+        self.driver_probe = None    # the live driver-API probe: {'next_start': result, ...} (see probe_driver)
         self.unset = []             # the unit's UnsetEnvironment= list: [{'entry', 'path'}]
         self.unset_by = {}          # {variable: file whose UnsetEnvironment= removes it}
         self.our_env = {}           # what our drop-in alone assigns
@@ -573,6 +615,7 @@ def gather(params, paths, probe, log=True):
     _gather_snap(f)
     _gather_unsafe(f)
     _gather_load_tests(f, probe)
+    _gather_driver_probe(f, probe)
     return f
 
 
@@ -648,9 +691,9 @@ def _gather_unit(f, probe):
     # what the next start gets: the files, when systemd has not read them yet (edited without daemon-reload)
     f.unit['reload_pending'] = bool(f.unit['need_daemon_reload'] or any(
         f.unit_env_files.get(v) != f.unit_env_shown.get(v) for v in PROCESS_VARIABLES))
-    f.unit_env = dict(f.unit_env_files) if f.unit['reload_pending'] else dict(f.unit_env_shown)
     f.unit['sandbox'] = sandbox
     f.unit['user'] = user or 'root'
+    _predict_next_start(f, probe, props)
     f.unit['group'] = group
     f.unit['dynamic_user'] = dynamic
     f.unit['uid'], f.unit['gids'], f.unit['user_error'] = None, [], None
@@ -677,6 +720,36 @@ def _gather_unit(f, probe):
     f.conflicts = _unit_conflicts(f, unit, unit_dirs)
 
 
+def _predict_next_start(f, probe, props):
+    """f.unit_env: the whole environment of the next start (after the daemon-reload a fix runs), from every
+    source systemd uses - the manager's environment, PassEnvironment=, Environment=, EnvironmentFile= - with the
+    source of each variable (f.env_records, file and line)."""
+    shown = probe.show_environment() if props is not None else None
+    manager = manager_environment(parse_show_environment(shown) if shown is not None else None, f.paths.root)
+    if shown is None and props is not None:
+        f.notes.append('systemctl show-environment gave nothing: the manager environment is predicted from '
+                       'system.conf and the kernel command line only')
+    predicted = predict_environment(f.p['unit'], f.paths.unit_dirs, manager=manager,
+                                    pid1_environ=read_proc_environ(1, f.paths.proc), user=f.unit['user'],
+                                    props=None if f.unit['reload_pending'] else props, root=f.paths.root)
+    if f.unit['reload_pending']:
+        # the files say something systemd has not loaded yet: the Environment= values systemd shows now are the
+        # ones a restart without daemon-reload would use
+        for v in PROCESS_VARIABLES:
+            if f.unit_env_files.get(v) != f.unit_env_shown.get(v):
+                f.notes.append('%s: the unit files say %r, systemd has %r loaded (daemon-reload pending); the '
+                               'next start is judged after a daemon-reload' % (
+                                   v, f.unit_env_files.get(v), f.unit_env_shown.get(v)))
+    f.predicted = predicted
+    f.notes.extend(predicted['notes'])
+    f.unit_env = dict(predicted['environment'])
+    f.env_records = predicted['sources']
+    f.env_sources = dict((v, None if r.get('kind') == 'manager' else r.get('setting_path')
+                          if r.get('kind') == 'pass_environment' else r.get('path'))
+                         for v, r in predicted['sources'].items())
+    f.unset_by = dict((v, r['path']) for v, r in predicted['unset_by'].items())
+
+
 def _unit_conflicts(f, unit, unit_dirs):
     """Other drop-ins and the unit file that set a CONFLICT_VARIABLES variable the service gets, or that
     remove one our drop-in sets or the layout needs with UnsetEnvironment= (which wins whatever the file's
@@ -700,6 +773,19 @@ def _unit_conflicts(f, unit, unit_dirs):
         names = [n for n in CONFLICT_VARIABLES if f.env_sources.get(n) == f.unit['unit_file']]
         conflicts.append({'path': f.unit['unit_file'], 'variables': names, 'overrides_ours': False,
                           'unit_file': True})
+    # EnvironmentFile= files, PassEnvironment= and the manager's environment can set them too
+    for name in CONFLICT_VARIABLES:
+        rec = f.env_records.get(name)
+        if not rec or rec.get('kind') not in ('environment_file', 'pass_environment', 'manager'):
+            continue
+        where = source_text(rec)
+        c = next((x for x in conflicts if x.get('source_location') == where), None)
+        if c is None:
+            c = {'path': rec.get('path') if rec.get('kind') == 'environment_file' else rec.get('setting_path'),
+                 'variables': [], 'overrides_ours': name in f.our_env, 'external': rec.get('kind'),
+                 'source_location': where, 'source': describe_source(rec)}
+            conflicts.append(c)
+        c['variables'].append(name)
     # UnsetEnvironment= of another file that takes one of them away from the service
     for path, text in _unit_texts(f):
         if path == f.dropin_path:
@@ -1249,29 +1335,11 @@ def load_test(f, probe, path):
     # the system interpreter: the service user can run it (a virtualenv's may sit in a private home)
     python = '/usr/bin/python3' if os.access('/usr/bin/python3', os.X_OK) else (sys.executable or 'python3')
     argv = [python, '-S', '-c', code, path]
-    user = f.unit.get('user') or 'root'
-    as_user = 'uid %d' % os.geteuid()
-    if os.geteuid() == 0 and user not in ('root', '0') and not f.unit.get('dynamic_user') \
-            and not f.unit.get('user_error'):
-        # setpriv: no PAM session (runuser's would log "session opened" for every diagnosis)
-        setpriv, runuser = probe.which('setpriv'), probe.which('runuser')
-        if setpriv:
-            gid = None
-            if f.unit.get('group'):
-                try:
-                    gid = resolve_gid(f.unit['group'])
-                except ValueError:
-                    gid = None
-            if gid is None:
-                try:
-                    gid = pwd.getpwuid(f.unit['uid']).pw_gid
-                except KeyError:
-                    gid = f.unit['uid']
-            argv = [setpriv, '--reuid=%d' % f.unit['uid'], '--regid=%d' % gid, '--init-groups', '--'] + argv
-            as_user = user
-        elif runuser:
-            argv = [runuser, '-u', user, '--'] + argv
-            as_user = user
+    # the same user (and groups) as the driver probe: vgpu_probe.user_argv, setpriv without a PAM session
+    try:
+        argv, as_user = user_argv(argv, which=probe.which, **(_probe_user(f) or {}))
+    except ValueError:
+        as_user = 'uid %d' % os.geteuid()
     timeout = max(0.3, min(LOAD_TEST_TIMEOUT, f.deadline - time.time()))
     rc, out, err = probe.run(argv, env=env, timeout=timeout)
     text = ' '.join((out + ' ' + err).split())
@@ -1282,6 +1350,119 @@ def load_test(f, probe, path):
     else:
         ok = None
     return {'ok': ok, 'rc': rc, 'output': text[:400], 'as': as_user, 'ld_preload': env.get('LD_PRELOAD')}
+
+
+# ---- the live driver probe
+
+def shim_library_devices(res, libraries=('cuda',)):
+    """The devices of a start's verdict that the shims serve (CUDA for the CUDA shim; a Vulkan device is not
+    the shim at work)."""
+    return [d for d in (res or {}).get('devices') or [] if (d.get('library') or '').lower() in libraries]
+
+
+def _probe_user(f):
+    u = f.unit
+    if u.get('dynamic_user'):
+        return {'uid': u['uid'], 'groups': []}
+    if (u.get('user') or 'root') in ('root', '0') or u.get('uid') in (None, 0):
+        return None
+    gid = None
+    if u.get('group'):
+        try:
+            gid = resolve_gid(u['group'])
+        except ValueError:
+            gid = None
+    return {'user': u['user'], 'uid': u['uid'], 'gid': gid, 'groups': list(u.get('gids') or [])}
+
+
+def _best(results):
+    """One result for a set of per-directory probes: a hang first (it blocks discovery), then any that worked
+    (Ollama uses the directory whose runtime the driver serves), else the first."""
+    for r in results:
+        if r.get('timed_out'):
+            return r
+    for r in results:
+        if r.get('ok'):
+            return r
+    return results[0] if results else None
+
+
+def _gather_driver_probe(f, probe):
+    """The live driver-API probe (vgpu_probe), as the unit's user with the environment of its next start and
+    Ollama's library dirs first, one per cuda_v* dir, all at once. When CUDA_VISIBLE_DEVICES hides the device in
+    that environment, the same probes run without it as well: whether removing it would help is then known,
+    not guessed."""
+    want = f.p.get('driver_probe') or 'auto'
+    res = log_result(f)
+    needed = res is None or res['mode'] != 'gpu' or not shim_library_devices(res)
+    if want == 'never' or (want == 'auto' and not needed):
+        f.driver_probe = {'ran': False, 'reason': 'driver_probe=never' if want == 'never' else
+                          'the current start is in GPU mode on the shim\'s library (driver_probe=auto)'}
+        return
+    if f.unit.get('user_error'):
+        f.driver_probe = {'ran': False, 'reason': 'cannot run as the unit\'s user: %s' % f.unit['user_error']}
+        return
+    lib = f.p['ollama_lib_dir']
+    sets = [[lib, d] for d in f.cuda_dirs] or [[lib] if os.path.isdir(lib) else []]
+    user = _probe_user(f)
+    env = dict(f.unit_env)
+    specs = [(d, env, user) for d in sets]
+    cvd = env.get('CUDA_VISIBLE_DEVICES')
+    hides = cvd is not None and visible_device_count(cvd, max(1, len(f.pci['nvidia']))) == 0
+    if hides:
+        without = dict((k, v) for k, v in env.items() if k != 'CUDA_VISIBLE_DEVICES')
+        specs += [(d, without, user) for d in sets]
+    began = time.time()
+    results = probe.driver_probes(specs, float(f.p.get('probe_timeout') or PROBE_TIMEOUT))
+    first, second = results[:len(sets)], results[len(sets):]
+    f.driver_probe = {
+        'ran': True, 'elapsed': round(time.time() - began, 3),
+        'per_dir': [{'lib_dirs': d, 'ok': r.get('ok'), 'loaded': (r.get('cuda') or {}).get('loaded'),
+                     'failed_call': (r.get('cuda') or {}).get('failed_call'), 'timed_out': r.get('timed_out')}
+                    for d, r in zip(sets, first)],
+        'next_start': _best(first),
+        'without_visible_devices': _best(second) if second else None,
+    }
+
+
+def judged_probe(f):
+    """The probe the DRIVER_* findings rest on: the environment after the CUDA_VISIBLE_DEVICES fix when that
+    was probed too (a device hidden by it is VISIBLE_DEVICES, not a driver error), else the next start's."""
+    dp = f.driver_probe or {}
+    if not dp.get('ran'):
+        return None
+    return dp.get('without_visible_devices') or dp.get('next_start')
+
+
+def probe_evidence(r):
+    """A probe result trimmed for a finding's evidence."""
+    if not r:
+        return None
+    c, n = r.get('cuda') or {}, r.get('nvml') or {}
+    return {'ok': r.get('ok'), 'as_user': r.get('as_user'), 'elapsed': r.get('elapsed'), 'timed_out': r.get('timed_out'),
+            'last_call': r.get('last_call'), 'error': r.get('error'), 'signal': r.get('signal'),
+            'lib_dirs': r.get('lib_dirs'), 'ld_library_path': r.get('ld_library_path'), 'ld_preload': r.get('ld_preload'),
+            'cuda_visible_devices': r.get('cuda_visible_devices'),
+            'cuda': {'loaded': c.get('loaded'), 'loaded_as': c.get('loaded_as'), 'dlopen_error': c.get('dlopen_error'),
+                     'calls': [dict((k, x.get(k)) for k in ('call', 'rc', 'error', 'ms', 'value', 'device') if k in x)
+                               for x in c.get('calls') or []],
+                     'driver_version': c.get('driver_version'), 'devices': c.get('devices')},
+            'nvml': {'loaded': n.get('loaded'), 'dlopen_error': n.get('dlopen_error'),
+                     'calls': [dict((k, x.get(k)) for k in ('call', 'rc', 'error', 'ms', 'value') if k in x)
+                               for x in n.get('calls') or []],
+                     'driver_version': n.get('driver_version'), 'driver_major': n.get('driver_major')},
+            'output': r.get('output')}
+
+
+def _loaded_is_shim(f, path):
+    shim = f.shims.get('cuda') or {}
+    return bool(path) and (_same_file(path, shim.get('path')) or (bool(shim.get('sha256')) and _sha(path) == shim['sha256']))
+
+
+def _static_cause(f):
+    """A static finding explains why the runners do not get the shim (its fix comes first)."""
+    return _resolution_ok(f) is False or any(s['problems'] for s in f.shims.values()) or \
+        any(d['resolves_first_for'] for d in f.drivers)
 
 
 # ------------------------------------------------------------------------------------------ findings
@@ -1303,16 +1484,40 @@ def _resolution_ok(f, after_restart=True):
 
 
 def _env_fix(f, variable, what):
-    """The fix for a variable the service must not have, by the file that sets it."""
-    src = f.env_sources.get(variable)
-    if src and src == f.dropin_path:
-        return 'rewrite_dropin', {'path': src, 'variable': variable}, \
+    """The fix for a variable the service must not have, by where it comes from: our drop-in (rendered from the
+    inventory: refused by remediate with the inventory step) or anywhere else (unset_env at every source)."""
+    src = f.env_records.get(variable) or {}
+    if src.get('kind') == 'environment' and src.get('path') == f.dropin_path:
+        return 'rewrite_dropin', {'path': src['path'], 'variable': variable}, \
             'render %s again without %s (check the inventory: it came from our own variables), daemon-reload ' \
-            'and restart %s' % (src, what, f.p['unit'])
-    return 'unset_env', {'variable': variable, 'path': src}, \
-        'add UnsetEnvironment=%s to %s (or remove it from %s), daemon-reload and restart %s' % (
-            variable, f.dropin_path, src or 'where it is set (EnvironmentFile= or the manager environment)',
-            f.p['unit'])
+            'and restart %s' % (src['path'], what, f.p['unit'])
+    return unset_fix(f, [variable])
+
+
+def unset_fix(f, variables):
+    """('unset_env', fix, fix_text) taking ``variables`` out of every source that gives them to the next start
+    except our own drop-in (whose value then applies): fix.sources are vgpu_unit_env.source_fix() entries,
+    fix.editable says whether remediate may do it all; fix_text has the exact manual step otherwise."""
+    keep = [f.dropin_path]
+    sources = []
+    for v in variables:
+        for s in removal_plan(f.predicted, v, f.p['unit'], f.paths.systemd_dir, f.paths.root):
+            if s.get('kind') == 'environment' and s.get('path') in keep:
+                continue
+            sources.append(dict(s, variable=v))
+    editable = bool(sources) and all(s['editable'] for s in sources)
+    winner = f.env_records.get(variables[0]) or {}
+    fix = {'variable': variables[0], 'variables': list(variables), 'sources': sources, 'editable': editable,
+           'keep': keep, 'path': f.env_sources.get(variables[0]),
+           'source': describe_source(winner) if winner else None}
+    where = '; '.join('%s from %s' % (s['variable'], s['location']) for s in sources) or 'nowhere'
+    if editable:
+        text = 'take %s out where it is set (%s; systemd_env_unset keeps each original as a hidden backup), ' \
+               'daemon-reload and restart %s' % (', '.join(variables), where, f.p['unit'])
+    else:
+        text = ' / '.join(s['manual'] for s in sources if not s['editable']) or \
+            'find what sets %s for %s' % (', '.join(variables), f.p['unit'])
+    return 'unset_env', fix, text
 
 
 def _gpu_start(f):
@@ -1349,6 +1554,17 @@ def check_snap_ollama(f):
                                                   'exec_start': f.unit.get('exec_start')}, 'manual',
                     'remove the snap (snap remove ollama) and install Ollama with its upstream install script, '
                     'then run site.yml (remediate does not touch snaps)')]
+
+
+def check_unit_start_fails(f):
+    fails = f.predicted['start_fails'] if f.predicted else []
+    if not fails:
+        return []
+    return [finding('UNIT_START_FAILS', 'error', 'the next start of %s fails before Ollama runs: %s' % (
+        f.p['unit'], fails[0]), {'reasons': fails, 'environment_files': f.predicted['environment_files']}, 'manual',
+        'create the missing file, or mark it optional with "-" (EnvironmentFile=-/path) in the unit or its '
+        'drop-in, then daemon-reload; remediate restarts nothing while the next start would fail (%s)'
+        % '; '.join(fails))]
 
 
 def check_global_preload(f):
@@ -1540,12 +1756,15 @@ def check_preload_missing_file(f):
         elif src == f.dropin_path:
             action, fix, text = 'rewrite_dropin', {'path': src}, \
                 'render %s again with the installed shim paths, daemon-reload, restart' % src
-        elif src and src != f.unit.get('unit_file'):
+        elif (f.env_records.get('LD_PRELOAD') or {}).get('kind') == 'environment' and src \
+                and src != f.unit.get('unit_file'):
             action, fix, text = 'move_conflicting_dropin', {'path': src, 'variables': ['LD_PRELOAD']}, \
                 'move %s out of the way (it sets LD_PRELOAD to a missing file), daemon-reload, restart' % src
         else:
-            action, fix, text = 'unset_env', {'variable': 'LD_PRELOAD', 'path': src}, \
-                'remove the LD_PRELOAD assignment from %s, daemon-reload, restart' % (src or 'the unit')
+            # the unit file, an EnvironmentFile=, PassEnvironment= or the manager's environment
+            action, fix, text = unset_fix(f, ['LD_PRELOAD'])
+        if where == 'unit':
+            ev['source'] = describe_source(f.env_records.get('LD_PRELOAD'))
         out.append(finding('PRELOAD_MISSING_FILE', 'error', 'LD_PRELOAD names %s, which does not exist%s'
                            % (path, ' ("cannot be preloaded" in the log)' if lines else ''), ev, action, text, **fix))
     # a logged failure whose file exists now: SHIM_UNREADABLE or PRELOAD_NOT_APPLIED report it
@@ -1600,18 +1819,19 @@ def check_preload_conflict(f):
             action, fix, text = 'manual', {'path': c['path'], 'variables': c['variables']}, \
                 'remove %s from the unit file %s (an Ollama upgrade rewrites it anyway), daemon-reload, restart' % (
                     ', '.join(['UnsetEnvironment=%s' % v for v in unsets] + sets), c['path'])
-        elif c.get('unit_file'):
-            action, fix, text = 'unset_env', {'variable': c['variables'][0], 'path': c['path'],
-                                              'variables': c['variables']}, \
-                'remove %s from the unit file %s (an Ollama upgrade rewrites it anyway), daemon-reload, restart' % (
-                    ', '.join(c['variables']), c['path'])
+        elif c.get('unit_file') or c.get('external'):
+            # the unit file (an Ollama upgrade rewrites it anyway), an EnvironmentFile=, PassEnvironment= or the
+            # manager's environment: the assignment goes where it is written
+            action, fix, text = unset_fix(f, sets)
         else:
             action, fix, text = 'move_conflicting_dropin', {'path': c['path'], 'variables': c['variables']}, \
                 'move %s out of %s (it %s%s), daemon-reload and restart %s' % (
                     c['path'], os.path.dirname(c['path']), what,
                     ', and wins over %s' % os.path.basename(f.dropin_path) if wins else '', f.p['unit'])
+        if c.get('external'):
+            ev['source'] = c['source']
         out.append(finding('PRELOAD_CONFLICT', sev, '%s also %s%s' % (
-            c['path'], what,
+            c['source'] if c.get('external') else c['path'], what,
             (' so the service gets no %s' % ', '.join(wins) if set(wins) <= set(unsets) else
              ' and its value is the one the service gets') if wins else ''), ev, action, text, **fix))
     return out
@@ -1873,7 +2093,7 @@ def check_preload_not_applied(f):
     uid, gids = f.unit.get('uid'), f.unit.get('gids')
     healed = [x for x in preload_failures(f) if os.path.exists(x['path'])
               and (uid is None or readable_by(x['path'], uid, gids)[0])]
-    if healed:
+    if healed and next_start_outlook(f)[0]:
         out.append(finding('PRELOAD_NOT_APPLIED', 'error', 'the current start could not preload %s, which is in '
                            'place and readable now: the service has not been restarted since it was fixed'
                            % ', '.join(sorted(set(x['path'] for x in healed))),
@@ -1897,16 +2117,73 @@ def check_preload_not_applied(f):
           'shim_mapped_in_main': main[0]['shim_mapped'] if main else None,
           'resolution_now': [_short_resolution(r) for r in f.resolution],
           'resolution_after_restart': [_short_resolution(r) for r in f.resolution_after_restart or []]}
+    for d in diffs:
+        d['source'] = describe_source(f.env_records.get(d['variable'])) if d['variable'] in f.env_records else \
+            ('UnsetEnvironment= in %s' % f.unset_by[d['variable']] if d['variable'] in f.unset_by else 'not set')
     what = ', '.join(d['variable'] for d in diffs)
-    out.append(finding('PRELOAD_NOT_APPLIED', 'error' if diffs else 'warning',
-                       'the running service (PID %s) %s' % (
-                           f.unit.get('main_pid'),
-                           'does not have the unit\'s environment (%s differ%s)' % (
-                               what, '; systemd has not reloaded the changed unit files' if reload_needed else '')
-                           if diffs else 'runs on unit files systemd has not reloaded (daemon-reload needed)'),
-                       ev, 'restart', '%srestart %s' % ('daemon-reload, then ' if reload_needed else '', f.p['unit']),
+    helps, why_not = next_start_outlook(f)
+    ev['restart_predicted_to_help'] = helps
+    if why_not:
+        ev['next_start_problems'] = why_not
+    summary = 'the running service (PID %s) %s' % (
+        f.unit.get('main_pid'),
+        'does not have the environment its next start gets (%s differ%s)' % (
+            what, '; systemd has not reloaded the changed unit files' if reload_needed else '')
+        if diffs else 'runs on unit files systemd has not reloaded (daemon-reload needed)')
+    if not helps:
+        # a restart would apply the difference but the next start has problems of its own (their findings carry
+        # the fixes): restarting for this finding alone is not predicted to change the outcome
+        out.append(finding('PRELOAD_NOT_APPLIED', 'warning', summary + '; a restart alone would not help: '
+                           + why_not[0], ev, 'manual', 'fix what the other findings name first (%s); the restart '
+                           'that follows their fixes applies this difference too' % '; '.join(why_not)))
+        return out
+    sev = ('error' if log_mode(f) != 'gpu' else 'warning') if diffs else 'warning'
+    out.append(finding('PRELOAD_NOT_APPLIED', sev, summary, ev, 'restart',
+                       '%srestart %s' % ('daemon-reload, then ' if reload_needed else '', f.p['unit']),
                        daemon_reload=bool(reload_needed)))
     return out
+
+
+def probe_failure_text(r):
+    """What went wrong in one driver probe, in a phrase."""
+    if r.get('timed_out'):
+        return 'hung in %s for more than %.1f s' % (r.get('last_call') or 'the driver', r.get('elapsed') or 0)
+    if r.get('error'):
+        return r['error']
+    c = r.get('cuda') or {}
+    if c.get('dlopen_error'):
+        return 'libcuda.so.1 cannot be loaded: %s' % c['dlopen_error']
+    fc = c.get('failed_call')
+    if fc:
+        return '%s returned %s %s' % (fc.get('call'), fc.get('rc'), fc.get('error'))
+    if not c.get('devices'):
+        return 'cuDeviceGetCount reports no device'
+    return 'unknown'
+
+
+def next_start_outlook(f):
+    """(helps, reasons): whether a plain restart is predicted to bring the unit up in GPU mode - the next
+    start's environment has the layout's variables, every runner resolves the shim, nothing hides the device,
+    the start does not fail, and the driver probe (when it ran with that environment) answered. reasons says
+    what stands in the way."""
+    why = []
+    if f.predicted and f.predicted['start_fails']:
+        why.append(f.predicted['start_fails'][0])
+    why.extend(t for _v, t in _desired_env_problems(f, f.unit_env))
+    if _resolution_ok(f) is False:
+        bad = [r for r in f.resolution_after_restart or [] if not r['ok']]
+        why.append('runner %s would load %s as %s, not the shim' % (bad[0]['runner'], bad[0]['path'] or 'nothing',
+                                                                   bad[0]['name']))
+    cvd = f.unit_env.get('CUDA_VISIBLE_DEVICES')
+    if cvd is not None and visible_device_count(cvd, max(1, len(f.pci['nvidia']))) == 0:
+        why.append('the next start still gets CUDA_VISIBLE_DEVICES=%s (from %s)' % (
+            cvd, describe_source(f.env_records.get('CUDA_VISIBLE_DEVICES'))))
+    if check_llm_library_mismatch(f):
+        why.append('the next start still gets OLLAMA_LLM_LIBRARY=%s' % f.unit_env.get('OLLAMA_LLM_LIBRARY'))
+    probe = (f.driver_probe or {}).get('next_start')
+    if probe and not probe.get('ok'):
+        why.append('the driver API fails under the next start\'s environment (%s)' % probe_failure_text(probe))
+    return not why, why
 
 
 def check_preload_hijack_risk(f):
@@ -1920,15 +2197,204 @@ def check_preload_hijack_risk(f):
                     'chown root:root and chmod go-w %s' % ', '.join(paths), paths=paths)]
 
 
+def _probe_where(r):
+    return 'as %s, with the next start\'s environment and LD_LIBRARY_PATH=%s' % (
+        r.get('as_user'), r.get('ld_library_path') or '')
+
+
+def check_driver_hang(f):
+    r = judged_probe(f)
+    if not r or not r.get('timed_out'):
+        return []
+    c = r.get('cuda') or {}
+    sev = 'error' if log_mode(f) != 'gpu' else 'warning'
+    return [finding('DRIVER_HANG', sev, 'the driver API did not return within %.1f s: the probe hung in %s of %s (%s)'
+                    % (r.get('elapsed') or 0, r.get('last_call') or 'the driver', c.get('loaded') or 'libcuda.so.1',
+                       _probe_where(r)),
+                    {'probe': probe_evidence(r), 'unkillable': r.get('unkillable'),
+                     'log_lines': log_errors(f, 'discovery_timeout')}, 'manual',
+                    'the shim waits for its host side: check the hypervisor\'s vGPU service for this VM (and the '
+                    'shim\'s own log); restarting Ollama would hang in GPU discovery the same way, so remediate does '
+                    'not restart it')]
+
+
+# what a CUresult means for a vGPU guest, and what to do (cuda.h error values)
+_DRIVER_ERROR_ADVICE = {
+    100: 'the shim finds no device: the host side gives this VM no vGPU (check the VM\'s vGPU assignment on the '
+         'hypervisor)',
+    999: 'the shim cannot complete cuInit (CUDA_ERROR_UNKNOWN): it typically cannot reach its host side - check '
+         'the hypervisor\'s vGPU service and the shim\'s own log',
+    34: 'this is the CUDA toolkit\'s stub library (cuda/lib64/stubs: it exists only to link against): remove it '
+        'from the loader path, or point the link at the shim',
+    3: 'the driver was not initialised (CUDA_ERROR_NOT_INITIALIZED)',
+    101: 'the device ordinal is invalid (check CUDA_VISIBLE_DEVICES and the shim\'s device list)',
+    304: 'the shim\'s host-side call failed (CUDA_ERROR_OPERATING_SYSTEM)',
+}
+
+
+def check_driver_api_error(f):
+    r = judged_probe(f)
+    if not r or r.get('timed_out') or r.get('ok'):
+        return []
+    c = r.get('cuda') or {}
+    if r.get('error') and not c.get('attempted'):
+        f.notes.append('driver probe did not run: %s%s' % (r['error'], ' (%s)' % r['output'] if r.get('output') else ''))
+        return []
+    fc = c.get('failed_call')
+    if not c.get('dlopen_error') and not fc:
+        return []       # loaded and answered: zero devices (DRIVER_ZERO_DEVICES) or a crash without a call record
+    loaded = c.get('loaded')
+    is_shim = _loaded_is_shim(f, loaded)
+    if c.get('dlopen_error'):
+        what = 'libcuda.so.1 cannot be loaded: %s' % c['dlopen_error']
+        advice = 'the loader finds no usable libcuda.so.1 for the service: the link and loader findings say why'
+    elif fc.get('error') == 'symbol not found':
+        what = '%s (%s) has no %s' % (loaded, c.get('loaded_as'), fc.get('call'))
+        advice = 'the library loaded as libcuda.so.1 lacks the driver API'
+    else:
+        what = '%s of %s returned %s %s' % (fc.get('call'), loaded, fc.get('rc'), fc.get('error'))
+        advice = _DRIVER_ERROR_ADVICE.get(fc.get('rc'), 'the driver call fails')
+    # the shim itself fails: nothing in the guest helps. Another file answered: the static findings (links,
+    # driver, shim) carry the fix, this one says what that file does
+    explained = not is_shim and _static_cause(f)
+    sev = 'error' if log_mode(f) != 'gpu' and not explained else 'warning'
+    text = '%s%s' % (advice, '' if is_shim or not loaded else ' (%s is not the shim %s)' % (
+        loaded, (f.shims.get('cuda') or {}).get('path')))
+    return [finding('DRIVER_API_ERROR', sev, 'the driver API fails for the service: %s (%s)' % (what, _probe_where(r)),
+                    {'probe': probe_evidence(r), 'loaded_is_shim': is_shim, 'explained_by_static_findings': explained},
+                    'manual', text + '; remediate changes nothing for it')]
+
+
+def check_driver_zero_devices(f):
+    r = judged_probe(f)
+    if not r or r.get('timed_out'):
+        return []
+    c = r.get('cuda') or {}
+    if c.get('failed_call') or c.get('dlopen_error') or c.get('device_count') != 0:
+        return []
+    return [finding('DRIVER_ZERO_DEVICES', 'error' if log_mode(f) != 'gpu' else 'warning',
+                    'cuInit of %s succeeds but cuDeviceGetCount reports no device (%s)' % (c.get('loaded'), _probe_where(r)),
+                    {'probe': probe_evidence(r), 'loaded_is_shim': _loaded_is_shim(f, c.get('loaded'))}, 'manual',
+                    'the shim reports no device for this VM: check the vGPU assignment on the host side (and '
+                    'CUDA_VISIBLE_DEVICES); nothing in the guest can add one')]
+
+
+_CUDART_RE = re.compile(r'^libcudart\.so\.(\d+)(?:\.(\d+))?')     # discover/llama_server.go:197@v0.30.11
+
+
+def cuda_runtime_version(dirs):
+    """The CUDA runtime Ollama's driver gate assumes for a backend: the highest libcudart.so.<maj>.<min> in its
+    lib dirs, else the cuda_vNN dir name with minor 0 (cudaRuntimeVersion, discover/llama_server.go:400@v0.30.11)."""
+    best = None
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            names = []
+        for n in names:
+            m = _CUDART_RE.match(n)
+            if m:
+                best = max(best or (0, 0), (int(m.group(1)), int(m.group(2) or 0)))
+        m = re.match(r'^cuda_v(\d+)$', os.path.basename(d))
+        if m:
+            best = max(best or (0, 0), (int(m.group(1)), 0))
+    return best
+
+
+def driver_gate(ollama_version, runtime, compute_major, nvidia_major):
+    """(required major or None, rule) of Ollama's driver gate for a CUDA device of the cuda_v12 backend
+    (filterOldCUDADriver, discover/cuda_compat.go:21-85@v0.30.11; v0.30.0-v0.30.10 checked only compute < 7
+    against 570, discover/cuda_compat.go:10-45@v0.30.1). None: the device is kept."""
+    if not nvidia_major or ollama_version is None or ollama_version < (0, 30, 0):
+        return None, None
+    old_cc = 0 < (compute_major or 0) < 7
+    if ollama_version < (0, 30, 11):
+        return (570, 'compute capability < 7.0 needs 570 (Ollama 0.30.0-0.30.10)') if old_cc and nvidia_major < 570 \
+            else (None, None)
+    if not runtime or runtime[0] != 12 or nvidia_major >= 570:
+        return None, None
+    if runtime >= (12, 4) and nvidia_major < 550:
+        return 550, 'the CUDA %d.%d runtime of cuda_v12 may use compressed fatbins: 550 or newer' % runtime
+    if runtime >= (12, 8) and old_cc:
+        return 570, 'compute capability < 7.0 is JIT-compiled by the CUDA %d.%d runtime: 570 or newer' % runtime
+    return None, None
+
+
+def check_driver_too_old(f):
+    r = judged_probe(f)
+    if not r:
+        return []
+    nv, c = r.get('nvml') or {}, r.get('cuda') or {}
+    major = nv.get('driver_major')
+    if not major:
+        return []
+    res = log_result(f)
+    version = _version_tuple(res.get('ollama_version')) if res else None
+    v12 = [d for d in f.cuda_dirs if os.path.basename(d) == 'cuda_v12']
+    runtime = cuda_runtime_version([f.p['ollama_lib_dir']] + v12) if v12 else None
+    ccs = [int((d.get('compute') or '0').split('.')[0] or 0) for d in c.get('devices') or [] if d.get('compute')]
+    cc = min(ccs) if ccs else None
+    need, rule = driver_gate(version, runtime, cc, major)
+    lines = [l for l in log_errors(f, 'gpu_warning') if 'NVIDIA driver too old' in l]
+    ev = {'nvml_driver_version': nv.get('driver_version'), 'driver_major': major, 'ollama_version':
+          res.get('ollama_version') if res else None, 'cuda_v12_runtime': '%d.%d' % runtime if runtime else None,
+          'compute_capability': cc, 'required': need, 'rule': rule, 'log_lines': lines, 'nvml': nv.get('loaded')}
+    fix = 'make the shim report the host\'s real driver: install an NVML shim build that reports %d or newer ' \
+          '(nvmlSystemGetDriverVersion), or keep Ollama below 0.30.11 until then; remediate changes nothing for it'
+    if need:
+        return [finding('DRIVER_TOO_OLD', 'error' if log_mode(f) != 'gpu' or lines else 'warning',
+                        'NVML (%s) reports NVIDIA driver %s; Ollama %s drops CUDA devices below %d (%s)%s' % (
+                            nv.get('loaded'), nv.get('driver_version'), res.get('ollama_version') if res else '?',
+                            need, rule, ': "NVIDIA driver too old" in the current start' if lines else ''),
+                        ev, 'manual', fix % need)]
+    # not gated by this Ollama, but by the next: 0.30.11+ with its CUDA 12.8 runtime needs 550
+    later, _rule = driver_gate((0, 30, 11), (12, 8), cc, major)
+    if later and (version is None or version < (0, 30, 11)):
+        return [finding('DRIVER_TOO_OLD', 'warning', 'NVML reports NVIDIA driver %s: Ollama 0.30.11 and later drop '
+                        'CUDA devices below %d (this Ollama, %s, does not check yet)' % (
+                            nv.get('driver_version'), later, res.get('ollama_version') if res else 'unknown'),
+                        ev, 'manual', fix % later)]
+    return []
+
+
+def check_nvml_missing(f):
+    r = judged_probe(f)
+    if not r or r.get('timed_out'):
+        return []
+    c, nv = r.get('cuda') or {}, r.get('nvml') or {}
+    if not nv.get('attempted') or (nv.get('loaded') and not nv.get('failed_call')):
+        return []
+    fc = nv.get('failed_call')
+    what = nv.get('dlopen_error') or '%s returned %s %s' % (fc.get('call'), fc.get('rc'), fc.get('error'))
+    lines = [l for l in log_errors(f, 'gpu_warning') if 'could not verify NVIDIA driver' in l]
+    ev = {'probe': probe_evidence(r), 'nvml_shim': f.p.get('nvml_shim'), 'log_lines': lines}
+    if f.p.get('nvml_shim'):
+        text = 'the NVML shim %s is configured but the service does not get it (%s): the shim and link findings ' \
+               'say why' % (f.p['nvml_shim'], what)
+    else:
+        text = 'give Ollama an NVML shim - vgpu_shim_nvml_src in the inventory: site.yml preloads it and links ' \
+               'libnvidia-ml.so.1 - so that Ollama 0.30.11+ can check the driver version it reports'
+    return [finding('NVML_MISSING', 'warning', 'libnvidia-ml.so.1 is not usable for the service: %s%s' % (
+        what, '; Ollama logs "could not verify NVIDIA driver compatibility for CUDA"' if lines else ''), ev, 'manual',
+        text)]
+
+
 def check_discovery_timeout(f):
     lines = log_errors(f, 'discovery_timeout')
     if not lines:
         return []
     gpu = _gpu_start(f)
-    return [finding('DISCOVERY_TIMEOUT', 'warning' if gpu else 'error',
-                    'GPU discovery timed out in the current start (%d runner(s))%s' % (
-                        len(lines), '; another backend found the GPU' if gpu else ''),
-                    {'log_lines': lines, 'mode': log_mode(f), 'source': (f.log or {}).get('source')}, 'restart',
+    probe = judged_probe(f)
+    ev = {'log_lines': lines, 'mode': log_mode(f), 'source': (f.log or {}).get('source'),
+          'probe_hangs': bool(probe and probe.get('timed_out'))}
+    summary = 'GPU discovery timed out in the current start (%d runner(s))%s' % (
+        len(lines), '; another backend found the GPU' if gpu else '')
+    if probe is not None and (probe.get('timed_out') or not probe.get('ok')):
+        # the live probe fails the same way now: a restart is not predicted to change anything
+        return [finding('DISCOVERY_TIMEOUT', 'warning' if gpu else 'error', summary, ev, 'manual',
+                        'the live driver probe fails too (DRIVER_HANG / DRIVER_API_ERROR): a restart would time out '
+                        'again - check the host side of the vGPU')]
+    return [finding('DISCOVERY_TIMEOUT', 'warning' if gpu else 'error', summary, ev, 'restart',
                     'restart %s once; if it times out again the shim hangs in cuInit - check the host side of the '
                     'vGPU (the guest cannot fix that)' % f.p['unit'], daemon_reload=False)]
 
@@ -1937,6 +2403,7 @@ CHECKS = (
     ('NO_DEVICE', check_no_device),
     ('SNAP_OLLAMA', check_snap_ollama),
     ('GLOBAL_PRELOAD', check_global_preload),
+    ('UNIT_START_FAILS', check_unit_start_fails),
     ('DRIVER_SHADOW', check_driver_shadow),
     ('SHIM_BAD', check_shim_bad),
     ('SHIM_UNREADABLE', check_shim_unreadable),
@@ -1949,6 +2416,11 @@ CHECKS = (
     ('SANDBOX', check_sandbox),
     ('LINK_MISSING', check_link_missing),
     ('LINK_WRONG', check_link_wrong),
+    ('DRIVER_HANG', check_driver_hang),
+    ('DRIVER_API_ERROR', check_driver_api_error),
+    ('DRIVER_ZERO_DEVICES', check_driver_zero_devices),
+    ('DRIVER_TOO_OLD', check_driver_too_old),
+    ('NVML_MISSING', check_nvml_missing),
     ('PRELOAD_NOT_APPLIED', check_preload_not_applied),
     ('PRELOAD_HIJACK_RISK', check_preload_hijack_risk),
     ('DISCOVERY_TIMEOUT', check_discovery_timeout),
@@ -2010,7 +2482,11 @@ def doctor(params, paths=None, probe=None):
                                                       'user', 'group', 'uid', 'gids', 'user_error', 'dynamic_user',
                                                       'unit_file', 'sandbox', 'need_daemon_reload',
                                                       'reload_pending')),
-        'environment': {'unit': f.unit_env, 'running': f.running_env, 'sources': f.env_sources,
+        'environment': {'unit': f.unit_env, 'running': f.running_env,
+                        'sources': dict((v, source_text(r)) for v, r in f.env_records.items()),
+                        'source_details': f.env_records,
+                        'differences': environment_differences(f.predicted, f.running_env) if f.predicted else [],
+                        'environment_files': (f.predicted or {}).get('environment_files', []),
                         'unset': f.unset, 'unset_by': f.unset_by, 'dropins': f.dropins,
                         'our_dropin': f.dropin_path},
         'processes': f.processes,
@@ -2018,6 +2494,10 @@ def doctor(params, paths=None, probe=None):
                                                         'elf', 'problems', 'interposed')))
                       for k, s in f.shims.items()),
         'log_source': (f.log or {}).get('source'),
+        'history': read_history(f),
+        'driver_probe': dict((f.driver_probe or {}), next_start=probe_evidence((f.driver_probe or {}).get('next_start')),
+                             without_visible_devices=probe_evidence(
+                                 (f.driver_probe or {}).get('without_visible_devices'))) if f.driver_probe else None,
         'notes': f.notes + ([f.log['error']] if f.log and f.log.get('error') else []),
         'elapsed': round(time.time() - began, 3),
     }
@@ -2052,4 +2532,29 @@ def normalize_params(p):
             p[key] = normalize_sha256(p[key])
     if (p.get('log_timeout') or 0) < 0:
         raise ValueError('log_timeout must be 0 or more seconds')
+    p.setdefault('history_path', None)
+    p.setdefault('driver_probe', 'auto')
+    p.setdefault('probe_timeout', PROBE_TIMEOUT)
+    if p['history_path'] and not os.path.isabs(p['history_path']):
+        raise ValueError('history_path must be an absolute path, got %r' % p['history_path'])
+    if p['driver_probe'] not in ('auto', 'always', 'never'):
+        raise ValueError('driver_probe must be auto, always or never, got %r' % p['driver_probe'])
+    if not 0 < float(p['probe_timeout']) <= 120:
+        raise ValueError('probe_timeout must be more than 0 and at most 120 seconds, got %r' % p['probe_timeout'])
     return p
+
+
+def read_history(f):
+    """What the last remediate run recorded ({} when there is no record); read-only."""
+    path = f.p.get('history_path')
+    if not path:
+        return {}
+    text = _read_small(f.paths.join(path), 1024 * 1024)
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        f.notes.append('%s is not JSON (%s): no remediation history' % (path, e))
+        return {}
+    return data if isinstance(data, dict) else {}

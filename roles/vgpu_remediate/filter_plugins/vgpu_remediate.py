@@ -56,13 +56,17 @@ def _refusal(f, text=None):
 
 def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/systemd/system/ollama.service.d/vgpu.conf',
                         systemd_dir='/etc/systemd/system', warning_actions=None, refuse_codes=None,
-                        artifacts=None):
+                        artifacts=None, history=None, mode=None, summary=None, retry=False):
     """The plan for one host.
 
     findings         the doctor's findings (ordered, most likely cause first)
     warning_actions  fix actions also applied for warnings (errors always get theirs)
     refuse_codes     codes that refuse the host at warning or error severity
     artifacts        {kind: bool} whether the inventory gives the shim artifact of that kind (cuda, nvml)
+    history          what the last remediate run recorded on the host (vgpu_remediate_history), as the doctor
+                     read it: a run whose fixes did not reach GPU mode makes this run refuse the host while it is
+                     still not in GPU mode (mode, the doctor's verdict of the current start), with the doctor's
+                     summary as evidence, unless retry
     """
     warning_actions = list(warning_actions or [])
     refuse_codes = list(refuse_codes or [])
@@ -73,7 +77,7 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
         'reinstall_shim': [], 'fix_modes': [], 'global_preload': None, 'move_dropins': [],
         'strip': [], 'sandbox_settings': {}, 'rewrite_dropin': False,
         'relink': False, 'relink_replace_files': False, 'relink_names': [], 'restart': False,
-        'daemon_reload': False,
+        'daemon_reload': False, 'unset_env': [], 'unset_env_keep': [], 'fix_modes_restart': False,
     }
     strip = {}      # path -> {'variables': [...], 'settings': [...]}
 
@@ -120,16 +124,10 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
                                                       or _norm(fix.get('path')) == dropin_path):
             refusal = _refusal(f, 'move %s aside by hand (remediate only edits %s and its drop-in directory); %s'
                                % (fix.get('path'), os.path.join(systemd_dir, unit), f.get('fix_text')))
-        elif action == 'unset_env' and not fix.get('path'):
-            # the variable comes from outside the unit's files (EnvironmentFile=, the manager's environment):
-            # remediate edits only the unit and its drop-ins, so the operator removes it where it is set
-            refusal = _refusal(f, 'remove %s where it is set (EnvironmentFile=, systemctl set-environment, a unit '
-                                  'directory outside %s), daemon-reload and restart; %s'
-                               % (fix.get('variable'), systemd_dir, f.get('fix_text')))
-        elif action == 'unset_env' and not _editable(fix.get('path'), unit, systemd_dir):
-            refusal = _refusal(f, 'remove %s from %s by hand (remediate only edits %s and its drop-in '
-                                  'directory); %s' % (fix.get('variable'), fix.get('path'),
-                                                      os.path.join(systemd_dir, unit), f.get('fix_text')))
+        elif action == 'unset_env' and not fix.get('editable'):
+            # a source the toolkit does not edit (outside /etc, a symlink, the kernel command line ...): the
+            # doctor's fix_text is the exact manual step for each
+            refusal = _refusal(f)
         elif action == 'fix_shim_mode':
             bad = [p for p in fix.get('paths') or [] if _norm(p) in NEVER_CHMOD]
             if bad:
@@ -139,7 +137,8 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
             plan['refusals'].append(refusal)
             continue
 
-        plan['acted_on'].append({'code': f.get('code'), 'severity': sev, 'action': action})
+        plan['acted_on'].append({'code': f.get('code'), 'severity': sev, 'action': action,
+                                 'summary': f.get('summary')})
         if action == 'relink':
             plan['relink'] = True
             plan['relink_replace_files'] = plan['relink_replace_files'] or bool(fix.get('replace_files'))
@@ -154,6 +153,8 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
             for p in fix.get('paths') or []:
                 if p not in plan['fix_modes']:
                     plan['fix_modes'].append(p)
+            # modes that kept the service user out need a new start; tightened write bits (hijack risk) do not
+            plan['fix_modes_restart'] = plan['fix_modes_restart'] or f.get('code') == 'SHIM_UNREADABLE'
         elif action == 'remove_global_preload':
             gp = plan['global_preload'] or {'path': fix.get('path') or '/etc/ld.so.preload', 'entries': []}
             for e in fix.get('entries') or []:
@@ -165,9 +166,13 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
             if p not in plan['move_dropins']:
                 plan['move_dropins'].append(p)
         elif action == 'unset_env':
-            # the assignment goes, the rest of the file stays (the original is kept beside it)
-            variables = fix.get('variables') or [fix.get('variable')]
-            add_strip(fix['path'], variables=[v for v in variables if v])
+            # every assignment goes where it is written (systemd_env_unset), our drop-in's value stays
+            for v in fix.get('variables') or [fix.get('variable')]:
+                if v and v not in plan['unset_env']:
+                    plan['unset_env'].append(v)
+            for k in fix.get('keep') or []:
+                if k not in plan['unset_env_keep']:
+                    plan['unset_env_keep'].append(k)
         elif action == 'override_sandbox':
             plan['sandbox_settings'].update(fix.get('settings') or {})
             # a drop-in applied after ours that sets them again would win: take the settings out of it
@@ -186,6 +191,17 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
     # a file that is moved aside needs no editing
     plan['strip'] = [{'path': p, 'variables': v['variables'], 'settings': v['settings']}
                      for p, v in sorted(strip.items()) if p not in plan['move_dropins']]
+    # convergence: never try again what did not help - the last run's fixes left the host out of GPU mode
+    last = (history or {}).get('last_run') or {}
+    if last.get('fixes') and last.get('verdict') != 'gpu' and mode != 'gpu' and not retry:
+        tried = ', '.join('%s %s' % (x.get('action'), '(%s)' % x.get('code') if x.get('code') else '')
+                          for x in last['fixes'])
+        plan['refusals'].insert(0, {
+            'code': last['fixes'][0].get('code'), 'severity': 'error', 'summary': 'not converged',
+            'manual': 'fix %s was applied at %s and did not help: the start after it was in %s mode (%s). Now: %s. '
+                      'Nothing is tried again until a person looks (vgpu_remediate_retry: true tries once more)'
+                      % (tried.strip(), last.get('at'), (last.get('verdict') or 'unknown').upper(),
+                         last.get('verdict_line') or 'no verdict line', summary or 'no diagnosis')})
     plan['refused'] = len(plan['refusals']) > 0
     if plan['refused']:
         # all or nothing: a refused host gets no fix at all, not even the safe ones
@@ -193,7 +209,8 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
         plan.update({'acted_on': [], 'reinstall_shim': [], 'fix_modes': [], 'global_preload': None,
                      'move_dropins': [], 'strip': [], 'sandbox_settings': {},
                      'rewrite_dropin': False, 'relink': False, 'relink_replace_files': False, 'relink_names': [],
-                     'restart': False, 'daemon_reload': False})
+                     'restart': False, 'daemon_reload': False, 'unset_env': [], 'unset_env_keep': [],
+                     'fix_modes_restart': False})
     plan['has_fixes'] = bool(plan['acted_on'])
     return plan
 
@@ -321,15 +338,15 @@ def vgpu_remediate_moves(plan, edits):
     """[{path, action}] of the files to move aside: conflicting drop-ins (move_conflicting_dropin) and files with
     no setting left once a variable is out (unset_env)."""
     return ([{'path': p, 'action': 'move_conflicting_dropin'} for p in plan.get('move_dropins') or []]
-            + [{'path': e['path'], 'action': 'unset_env'} for e in edits or []
+            + [{'path': e['path'], 'action': 'override_sandbox'} for e in edits or []
                # only a drop-in is ever moved, never the unit file itself
                if e.get('text') == '' and os.path.dirname(e['path']).endswith('.d')])
 
 
 def vgpu_remediate_moved_label(item, stamp):
     """What a move did, for the host's line."""
-    if item.get('action') == 'unset_env':
-        return 'unset_env (%s had no other setting: moved to %s.vgpu-disabled-%s)' % (
+    if item.get('action') == 'override_sandbox':
+        return 'override_sandbox (%s had no other setting: moved to %s.vgpu-disabled-%s)' % (
             item['path'], os.path.basename(item['path']), stamp)
     return 'move_conflicting_dropin (%s -> %s.vgpu-disabled-%s)' % (
         item['path'], os.path.basename(item['path']), stamp)
@@ -353,6 +370,30 @@ def vgpu_remediate_edits(slurped):
     return out
 
 
+def vgpu_remediate_unset_label(actions):
+    """systemd_env_unset's actions, as the host's line says them."""
+    parts = []
+    for a in actions or []:
+        where = {'unset_environment': 'the manager environment (unset-environment)'}.get(
+            a.get('how'), '%s:%s' % (a.get('path'), a.get('line')) if a.get('line') else a.get('path'))
+        kept = ''
+        if a.get('backup'):
+            kept = ', moved to %s' % os.path.basename(a['backup']) if a.get('how') == 'move_dropin' else \
+                ', original kept as %s' % os.path.basename(a['backup'])
+        parts.append('%s from %s%s' % (a.get('variable'), where, kept))
+    return 'unset_env (%s)' % '; '.join(parts)
+
+
+def vgpu_remediate_history(plan, mode, stamp, verdict_line=None, done=None):
+    """What this run leaves on the host for the next one (written only when it applied fixes): which fixes,
+    and the mode of the start after them."""
+    return {'version': 1, 'last_run': {
+        'at': stamp, 'verdict': mode or 'unknown', 'verdict_line': verdict_line,
+        'fixes': [{'code': a.get('code'), 'action': a.get('action'), 'summary': a.get('summary')}
+                  for a in (plan or {}).get('acted_on') or []],
+        'done': list(done or [])}}
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -363,4 +404,6 @@ class FilterModule(object):
             'vgpu_remediate_cause': vgpu_remediate_cause,
             'vgpu_remediate_moves': vgpu_remediate_moves,
             'vgpu_remediate_moved_label': vgpu_remediate_moved_label,
+            'vgpu_remediate_history': vgpu_remediate_history,
+            'vgpu_remediate_unset_label': vgpu_remediate_unset_label,
         }
