@@ -18,7 +18,9 @@ REPO=$(dirname "$HERE")
 BUILD_ROOT=${VGPU_BUILD_DIR:-$REPO/.build}
 OUT=$BUILD_ROOT/sim
 CC=${CC:-gcc}
-DEFAULT_VERSIONS="0.3.6:cuda_v11 0.5.7:cuda_v11,cuda_v12 0.11.4:cuda_v12 0.13.5:cuda_v12,cuda_v13,vulkan 0.30.1:cuda_v12,cuda_v13,vulkan"
+# 0.32.15: the latest stable tag; its Linux amd64 tarball ships lib/ollama/{cuda_v12,cuda_v13,vulkan}
+# (Dockerfile:265-269 + scripts/build_linux.sh@v0.32.15: rocm_v* and mlx* go to separate tarballs)
+DEFAULT_VERSIONS="0.3.6:cuda_v11 0.5.7:cuda_v11,cuda_v12 0.11.4:cuda_v12 0.13.5:cuda_v12,cuda_v13,vulkan 0.30.1:cuda_v12,cuda_v13,vulkan 0.32.15:cuda_v12,cuda_v13,vulkan"
 VERSIONS=${VGPU_SIM_VERSIONS:-$DEFAULT_VERSIONS}
 
 die() { echo "simulator/build.sh: $*" >&2; exit 1; }
@@ -95,6 +97,29 @@ chmod 0755 "$TMP"/shim/*.so "$BAD"/*
 so "$TMP/ggml/libggml-base.so" libggml-base.so "$GG/ggml_base.c"
 so "$TMP/ggml/libggml-cpu-x64.so" libggml-cpu-x64.so -DCPU_VARIANT='"x64"' "$GG/ggml_cpu.c" "$TMP/ggml/libggml-base.so"
 so "$TMP/ggml/libggml-vulkan.so" libggml-vulkan.so "$GG/ggml_vulkan.c" "$TMP/ggml/libggml-base.so" -ldl
+# The CUDA runtime upstream bundles in cuda_vNN (CMake RUNTIME_DEPENDENCIES of
+# ggml-cuda: the versioned file plus its SONAME link), from the toolkit of the
+# Dockerfile (CUDA12VERSION=12.8, CUDA13VERSION=13.0 from 0.11.4 on; cudart
+# 12.8.90 is the name upstream's own tests use, discover/cuda_compat_test.go:21
+# @v0.32.15; the 13.0 patch level is not pinned anywhere upstream).
+cudart_name() {  # cuda_vNN -> libcudart.so.X.Y.Z (empty: none modelled)
+    case $1 in
+        cuda_v12) echo libcudart.so.12.8.90 ;;
+        cuda_v13) echo libcudart.so.13.0.96 ;;
+    esac
+}
+build_cudart() {  # file name -> ggml/cudart/<name>, SONAME libcudart.so.<major>
+    local name=$1 rest major minor
+    rest=${name#libcudart.so.}
+    major=${rest%%.*}; rest=${rest#*.}; minor=${rest%%.*}
+    [ -f "$TMP/ggml/cudart/$name" ] && return 0
+    mkdir -p "$TMP/ggml/cudart"
+    so "$TMP/ggml/cudart/$name" "libcudart.so.$major" -nostartfiles \
+        -DCUDART_VERSION=$((major * 1000 + minor * 10)) "$GG/cudart_stub.c"
+}
+ver_ge() {  # ver_ge A B: A >= B (dotted versions)
+    [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]
+}
 build_cuda_backend() {  # cuda_vNN -> ggml/cuda_vNN/libggml-cuda.so, needs driver >= NN.0
     local dir=$1 major
     major=${dir#cuda_v}
@@ -119,13 +144,22 @@ for item in $VERSIONS; do
     for d in ${dirs//,/ }; do
         mkdir -p "$stage/lib/ollama/$d"
         case $d in
-            cuda_v*) build_cuda_backend "$d"; cp "$TMP/ggml/$d/libggml-cuda.so" "$stage/lib/ollama/$d/" ;;
+            cuda_v*)
+                build_cuda_backend "$d"
+                cp "$TMP/ggml/$d/libggml-cuda.so" "$stage/lib/ollama/$d/"
+                rt=$(cudart_name "$d")
+                if [ -n "$rt" ] && ver_ge "$ver" 0.11.4; then
+                    build_cudart "$rt"
+                    cp "$TMP/ggml/cudart/$rt" "$stage/lib/ollama/$d/"
+                    ln -s "$rt" "$stage/lib/ollama/$d/${rt%.*.*}"
+                fi
+                ;;
             vulkan)  cp "$TMP/ggml/libggml-vulkan.so" "$stage/lib/ollama/$d/" ;;
             *) die "unknown backend dir '$d' in '$item'" ;;
         esac
     done
     find "$stage" -type d -exec chmod 0755 {} +
-    find "$stage" -type f -exec chmod 0755 {} +
+    find "$stage" -type f -exec chmod 0755 {} +  # (symlinks untouched)
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime='2025-01-01 00:00:00Z' \
         -C "$stage" -cf - bin lib | gzip -n -9 > "$TMP/ollama-$ver-linux-amd64.tgz"
     echo "$ver ${dirs:-none}" >> "$TMP/versions.txt"

@@ -80,6 +80,21 @@ class Profile(object):
         self.vulkan_optin = era == "v0.12" and ver >= (0, 12, 11)
         self.vulkan_default = era == "v0.30"
         self.debug_level_names = ver >= (0, 7, 0)
+        # filterOldCUDADriver (discover/cuda_compat.go), run on the cuda_v12
+        # first pass (discover/runner.go:111@v0.30.1, :120@v0.32.15):
+        #   "old" 0.30.0-0.30.10: only CUDA devices with compute major < 7 are
+        #         checked, driver < 570 drops them (cuda_compat.go:10-45@v0.30.1)
+        #   "new" 0.30.11+: every CUDA device, floors 550/570 chosen by the CUDA
+        #         runtime version (cuda_compat.go:21-77@v0.30.11, same @v0.32.15)
+        if ver >= (0, 30, 11):
+            self.cuda_driver_gate = "new"
+        elif ver >= (0, 30, 0):
+            self.cuda_driver_gate = "old"
+        else:
+            self.cuda_driver_gate = None
+        # v0.30: llama-server + native-probe discovery; subprocess output only
+        # at TRACE (discover/llama_server.go:167-172@v0.30.1)
+        self.llama_server_discovery = era == "v0.30"
         self.sources = SOURCES[self.source_key()]
 
     def source_key(self):
@@ -89,7 +104,8 @@ class Profile(object):
             return "0.11.4" if self.ver >= (0, 6, 0) else "0.5.7"
         if self.era == "v0.12":
             return "0.13.5"
-        return "0.30.1"
+        # 0.30.11-0.32.14 are not built; they get the nearest simulated release's lines
+        return "0.32.15" if self.ver >= (0, 30, 11) else "0.30.1"
 
 
 # source=file.go:N of the lines we print, from the upstream sources.
@@ -116,12 +132,37 @@ SOURCES = {
                "lowvram": "routes.go:1648", "vramctx": "routes.go:1739", "cloud": "routes.go:1665",
                "took": "runner.go:440", "skipreq": "runner.go:98", "filtered": "runner.go:146",
                "debug": "runner.go:458"},
+    # v0.30 era: server/routes.go, server/images.go, discover/{runner,types,llama_server,
+    # native_probe,cuda_compat}.go at the tag (the line of the slog call)
     "0.30.1": {"config": "routes.go:1919", "cloud": "routes.go:1921", "blobs": "images.go:864",
                "unused": "images.go:871", "listen": "routes.go:1981", "discovering": "runner.go:60",
                "failure": "runner.go:513", "watchdog": "runner.go:575", "override": "runner.go:713",
                "override2": "runner.go:717", "compute_gpu": "types.go:32", "compute_cpu": "types.go:50",
-               "vramctx": "routes.go:2031", "took": "runner.go:501", "skipreq": "runner.go:90",
-               "filtered": "runner.go:152", "debug": "llama_server.go:122"},
+               "vramctx": "routes.go:2031", "took": "runner.go:485", "skipreq": "runner.go:92",
+               "filtered": "runner.go:151", "gpu_took": "runner.go:42", "evaluating": "runner.go:122",
+               "verifying": "runner.go:144", "adjusting": "runner.go:191", "dropdup": "runner.go:226",
+               "removing": "runner.go:181", "overlap": "runner.go:466",
+               "ls_took": "llama_server.go:52", "ls_trace": "llama_server.go:71",
+               "ls_stopped": "llama_server.go:121", "ls_exited": "llama_server.go:124",
+               "ls_timeout": "llama_server.go:130", "ls_sysinfo": "llama_server.go:135",
+               "ls_listfail": "llama_server.go:150", "native_fail": "native_probe.go:259",
+               "native_fail2": "native_probe.go:262",
+               "gate_unverified": "cuda_compat.go:28", "gate_570": "cuda_compat.go:38"},
+    "0.32.15": {"config": "routes.go:1951", "cloud": "routes.go:1953", "blobs": "images.go:919",
+                "unused": "images.go:926", "listen": "routes.go:2008", "discovering": "runner.go:60",
+                "failure": "runner.go:522", "watchdog": "runner.go:584", "override": "runner.go:722",
+                "override2": "runner.go:726", "compute_gpu": "types.go:32", "compute_cpu": "types.go:50",
+                "vramctx": "routes.go:2058", "took": "runner.go:494", "skipreq": "runner.go:101",
+                "filtered": "runner.go:160", "gpu_took": "runner.go:42", "evaluating": "runner.go:131",
+                "verifying": "runner.go:153", "adjusting": "runner.go:200", "dropdup": "runner.go:235",
+                "removing": "runner.go:190", "overlap": "runner.go:475",
+                "ls_took": "llama_server.go:52", "ls_trace": "llama_server.go:71",
+                "ls_stopped": "llama_server.go:121", "ls_exited": "llama_server.go:124",
+                "ls_timeout": "llama_server.go:130", "ls_sysinfo": "llama_server.go:135",
+                "ls_listfail": "llama_server.go:150", "native_fail": "native_probe.go:259",
+                "native_fail2": "native_probe.go:262",
+                "gate_unverified": "cuda_compat.go:39", "gate_550": "cuda_compat.go:65",
+                "gate_570": "cuda_compat.go:70"},
 }
 LOAD_SOURCES = {"offload": "ggml.go:482", "started": "server.go:1289", "loading": "server.go:215"}
 
@@ -482,6 +523,18 @@ class Log(object):
     def debug(self, src, msg, *attrs):
         self.log(-4, src, msg, *attrs)
 
+    def trace(self, src, msg, *attrs):
+        self.log(-8, src, msg, *attrs)
+
+    def raw(self, text):
+        """a discovery subprocess's own output, passed through to stderr at
+        TRACE only (discover/llama_server.go:167-172: io.Discard otherwise)"""
+        if self.level > -8 or not text:
+            return
+        if isinstance(text, (list, tuple)):
+            text = "".join(line + "\n" for line in text)
+        self._write(text[:-1] if text.endswith("\n") else text)
+
     def old_style(self, src, level, msg, *attrs):
         """slog's default handler before Serve() installs the text handler:
         log.LstdFlags|log.Lshortfile output."""
@@ -601,7 +654,14 @@ def runner_main(argv):
     if explicit and os.path.abspath(explicit) not in dirs:
         dirs.append(os.path.abspath(explicit))
     mode = os.RTLD_NOW | os.RTLD_LOCAL
-    result = {"dirs": dirs, "libs": [], "pid": os.getpid()}
+    # ggml_server_log: what ggml prints in llama-server (ggml_backend_load_all_from_path
+    # is silent about libraries that fail to load in release builds,
+    # ml/backend/ggml/ggml/src/ggml-backend-reg.cpp:625-629@v0.13.5, the last vendored
+    # copy; llama.cpp b9781 is fetched at build time since 0.30).  ggml_native_log: the
+    # native probe loads only the cuda/hip/vulkan backends, with ggml_backend_load,
+    # which is not silent (ggml-backend-reg.cpp:283@v0.13.5).
+    result = {"dirs": dirs, "libs": [], "pid": os.getpid(), "ggml_server_log": [], "ggml_native_log": []}
+    cpu_lines = []
     # libggml-base first and global: the backends link against it
     for d in dirs:
         base = os.path.join(d, "libggml-base.so")
@@ -623,15 +683,19 @@ def runner_main(argv):
             path = os.path.join(d, n)
             entry = {"path": path, "loaded": False, "error": None, "result": None}
             result["libs"].append(entry)
+            native = n in NATIVE_PROBE_BACKENDS
             try:
                 lib = ctypes.CDLL(path, mode=mode)
             except OSError as e:
                 entry["error"] = str(e)
+                if native:
+                    result["ggml_native_log"].append("load_backend: failed to load %s: %s" % (path, e))
                 continue
             entry["loaded"] = True
             try:
                 fn = lib.ggml_backend_sim_discover
             except AttributeError:
+                cpu_lines.append("load_backend: loaded CPU backend from %s" % path)  # load_all: cpu last
                 continue  # CPU backends have nothing to enumerate
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -641,9 +705,236 @@ def runner_main(argv):
                 entry["result"] = json.loads(buf.value.decode("utf-8", "replace"))
             except ValueError:
                 entry["error"] = "backend returned %d and unparsable output" % rc
+                continue
+            lines = ggml_backend_lines(entry["result"], path)
+            result["ggml_server_log"].extend(lines)
+            if native:
+                result["ggml_native_log"].extend(lines)
+    result["ggml_server_log"].extend(cpu_lines)
+    result["native"] = native_probe(result, dirs)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
+
+
+NATIVE_PROBE_BACKENDS = ("libggml-cuda.so", "libggml-hip.so", "libggml-vulkan.so")  # native_probe_platform.go:84-88@v0.30.11
+
+# cudaGetErrorString of the runtime error ggml-cuda gets from cudaGetDeviceCount
+# when the driver fails with that CUresult (the runtime maps driver errors 1:1)
+CUDART_ERRORS = {1: "invalid argument", 2: "out of memory", 3: "initialization error",
+                 34: "CUDA driver is a stub library",
+                 35: "CUDA driver version is insufficient for CUDA runtime version",
+                 100: "no CUDA-capable device is detected", 101: "invalid device ordinal",
+                 201: "invalid device context",
+                 803: "system has unsupported display driver / cuda driver combination",
+                 999: "unknown error"}
+
+
+def ggml_backend_lines(res, path):
+    """what a loaded ggml backend prints while it registers: ggml_cuda_init
+    (ml/backend/ggml/ggml/src/ggml-cuda/ggml-cuda.cu:247,264@v0.13.5; the Device
+    line in the shape discover/llama_server.go:34@v0.30.11 parses), ggml_vulkan's
+    device list (discover/llama_server_test.go:425@v0.32.15), then load_backend's
+    "loaded" line (ggml-backend-reg.cpp:318@v0.13.5)"""
+    backend = res.get("backend") or "?"
+    devs = res.get("devices") or []
+    out = []
+    if backend == "CUDA":
+        err = res.get("error")
+        if err and not devs:
+            out.append("ggml_cuda_init: failed to initialize CUDA: %s" % CUDART_ERRORS.get(err.get("code"), "unknown error"))
+        else:
+            out.append("ggml_cuda_init: found %d CUDA devices:" % len(devs))
+            for d in devs:
+                out.append("  Device %d: %s, compute capability %d.%d, VMM: yes, VRAM: %d MiB" % (
+                    d.get("index", 0), d.get("name", ""), d.get("compute_major", 0), d.get("compute_minor", 0),
+                    int(d.get("total", 0)) >> 20))
+    elif backend == "Vulkan" and devs:
+        out.append("ggml_vulkan: Found %d Vulkan devices:" % len(devs))
+        for d in devs:
+            out.append("ggml_vulkan: %d = %s (NVIDIA) | uma: 0 | fp16: 1 | bf16: 0 | warp size: 32 | "
+                       "shared memory: 49152 | int dot: 1 | matrix cores: KHR_coopmat" % (d.get("index", 0), d.get("name", "")))
+    out.append("load_backend: loaded %s backend from %s" % (backend, path))
+    return out
+
+
+def native_probe(result, dirs):
+    """`ollama gpu-discover` of 0.30+ (runPlatformNativeProbe,
+    discover/native_probe_linux.go:137-168@v0.30.11): the GGML devices of the
+    backends loaded above, merged by PCI id with what the CUDA driver API says
+    (probeCUDADriverLinux, :249-351), which also asks NVML for the NVIDIA driver
+    branch (probeNVIDIADriverMajorLinux, :391-418).  Upstream runs this in a
+    subprocess of its own with the same environment; the runner does it in the
+    same process, after the backends.  -> {"devices", "error", "stderr"}"""
+    ggml = []
+    for lib in result["libs"]:
+        res = lib.get("result") or {}
+        if os.path.basename(lib.get("path") or "") not in NATIVE_PROBE_BACKENDS:
+            continue
+        for d in res.get("devices") or []:
+            if int(d.get("total") or 0) == 0:
+                continue
+            ggml.append({"library": res.get("backend"), "index": d.get("index", 0),
+                         "device_id": (d.get("pci_id") or "").lower(), "description": d.get("name", "")})
+    cuda, cuda_err = [], None
+    has_cuda = any("cuda" in os.path.basename(d).lower() for d in dirs) or any(
+        os.path.exists(os.path.join(d, "libggml-cuda.so")) for d in dirs)   # nativeProbeHasCUDA, native_probe_platform.go:91
+    if has_cuda:
+        cuda, cuda_err = probe_cuda_driver()
+    # mergeNativeProbeDevices (native_probe.go:125): CUDA driver facts join the GGML device with the same PCI id
+    if ggml:
+        devices = [dict(g) for g in ggml]
+        for c in cuda:
+            for g in devices:
+                if g["library"] == "CUDA" and g["device_id"] and g["device_id"] == c["device_id"]:
+                    for k in ("compute_major", "compute_minor", "cuda_driver_major", "cuda_driver_minor",
+                              "nvidia_driver_major"):
+                        g.setdefault(k, c.get(k))
+                    break
+    else:
+        devices = list(cuda)
+    error = None if devices else cuda_err
+    stderr = "".join(line + "\n" for line in result["ggml_native_log"])
+    if error:
+        stderr += "Error: %s\n" % error   # cobra.CheckErr (main.go)
+    return {"devices": devices, "error": error, "stderr": stderr}
+
+
+def _dl():
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.dlopen.restype = ctypes.c_void_p
+    libc.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.dlsym.restype = ctypes.c_void_p
+    libc.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    libc.dlerror.restype = ctypes.c_char_p
+    libc.dlerror.argtypes = []
+    return libc
+
+
+def _dlopen_first(libc, names):
+    """dlopenFirst (native_probe_linux.go:428): RTLD_NOW|RTLD_LOCAL, errors joined by "; " """
+    errs = []
+    for name in names:
+        h = libc.dlopen(name.encode(), os.RTLD_NOW | os.RTLD_LOCAL)
+        if h:
+            return h, None
+        e = libc.dlerror()
+        errs.append("dlopen %s: %s" % (name, (e or b"").decode("utf-8", "replace")))
+    return None, "; ".join(errs)
+
+
+def _dlsym(libc, handle, name):
+    libc.dlerror()
+    sym = libc.dlsym(handle, name.encode())
+    if sym:
+        return sym, None
+    e = libc.dlerror()
+    return None, "dlsym %s: %s" % (name, (e or b"").decode("utf-8", "replace"))
+
+
+def probe_cuda_driver():
+    """probeCUDADriverLinux (discover/native_probe_linux.go:249-351@v0.30.11) -> (devices, error)"""
+    import ctypes
+    libc = _dl()
+    h, err = _dlopen_first(libc, ["libcuda.so.1", "libcuda.so"])
+    if not h:
+        return [], err
+    fns = {}
+    for name in ("cuInit", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetAttribute",
+                 "cuDeviceGetName"):
+        fns[name], err = _dlsym(libc, h, name)
+        if err:
+            return [], err
+    fns["cuDeviceTotalMem"], err = _dlsym(libc, h, "cuDeviceTotalMem_v2")
+    if err:
+        fns["cuDeviceTotalMem"], err2 = _dlsym(libc, h, "cuDeviceTotalMem")
+        if err2:
+            return [], err + "; " + err2
+    fns["cuDeviceGetPCIBusId"], _ = _dlsym(libc, h, "cuDeviceGetPCIBusId")
+    I, P = ctypes.c_int, ctypes.c_void_p
+    F = lambda ptr, *args: ctypes.CFUNCTYPE(I, *args)(ptr)
+    ret = F(fns["cuInit"], ctypes.c_uint)(0)
+    if ret != 0:
+        return [], "cuInit failed: %d" % ret
+    v = I(0)
+    major = minor = 0
+    if F(fns["cuDriverGetVersion"], P)(ctypes.byref(v)) == 0:
+        major, minor = v.value // 1000, (v.value - (v.value // 1000) * 1000) // 10
+    nvidia = probe_nvidia_driver_major(libc)
+    n = I(0)
+    ret = F(fns["cuDeviceGetCount"], P)(ctypes.byref(n))
+    if ret != 0:
+        return [], "cuDeviceGetCount failed: %d" % ret
+    attr = F(fns["cuDeviceGetAttribute"], P, I, I)
+    out = []
+    for i in range(n.value):
+        dev = I(0)
+        if F(fns["cuDeviceGet"], P, I)(ctypes.byref(dev), i) != 0:
+            continue
+
+        def attribute(a):
+            val = I(0)
+            return val.value if attr(ctypes.byref(val), a, dev.value) == 0 else 0
+        name = ctypes.create_string_buffer(128)
+        F(fns["cuDeviceGetName"], P, I, I)(name, 128, dev.value)
+        total = ctypes.c_size_t(0)
+        F(fns["cuDeviceTotalMem"], P, I)(ctypes.byref(total), dev.value)
+        pci = ""
+        if fns["cuDeviceGetPCIBusId"]:
+            buf = ctypes.create_string_buffer(32)
+            if F(fns["cuDeviceGetPCIBusId"], P, I, I)(buf, 32, dev.value) == 0:
+                pci = buf.value.decode("utf-8", "replace").lower()
+        out.append({"library": "CUDA", "index": i, "description": name.value.decode("utf-8", "replace"),
+                    "device_id": pci, "integrated": attribute(18) == 1, "total_memory": total.value,
+                    "compute_major": attribute(75), "compute_minor": attribute(76),
+                    "cuda_driver_major": major, "cuda_driver_minor": minor, "nvidia_driver_major": nvidia})
+    return out, None
+
+
+def probe_nvidia_driver_major(libc):
+    """probeNVIDIADriverMajorLinux (native_probe_linux.go:391-418@v0.30.11): NVML's
+    nvmlSystemGetDriverVersion, parsed like parseNVIDIADriverMajor
+    (native_probe_platform.go:121-132); any failure -> 0"""
+    import ctypes
+    h, err = _dlopen_first(libc, ["libnvidia-ml.so.1", "libnvidia-ml.so"])
+    if not h:
+        return 0
+    syms = {}
+    for name in ("nvmlInit_v2", "nvmlShutdown", "nvmlSystemGetDriverVersion"):
+        syms[name], err = _dlsym(libc, h, name)
+        if err:
+            return 0
+    I = ctypes.c_int
+    if ctypes.CFUNCTYPE(I)(syms["nvmlInit_v2"])() != 0:
+        return 0
+    try:
+        buf = ctypes.create_string_buffer(80)
+        if ctypes.CFUNCTYPE(I, ctypes.c_char_p, ctypes.c_uint)(syms["nvmlSystemGetDriverVersion"])(buf, 80) != 0:
+            return 0
+        return parse_nvidia_driver_major(buf.value.decode("utf-8", "replace"))
+    finally:
+        ctypes.CFUNCTYPE(I)(syms["nvmlShutdown"])()
+
+
+def parse_nvidia_driver_major(version):
+    """parseNVIDIADriverMajor (discover/native_probe_platform.go:121@v0.30.11); error -> 0"""
+    version = version.strip()
+    if not version:
+        return 0
+    major = version.split(".", 1)[0]
+    try:
+        return go_atoi(major)
+    except ValueError:
+        return 0
+
+
+def go_atoi(s):
+    """strconv.Atoi: optional sign, ASCII digits only"""
+    body = s[1:] if s[:1] in "+-" else s
+    if not body or not all("0" <= ch <= "9" for ch in body):
+        raise ValueError(s)
+    return int(s)
 
 
 # ---------------------------------------------------------------------------
@@ -665,6 +956,9 @@ class Device(object):
         self.backend = backend
         self.driver = int(driver or 0)
         self.filter_id = ""
+        self.nvidia_major = 0      # ml.DeviceInfo.NVIDIADriverMajor (native probe, CUDA only)
+        self.libdirs = []          # ml.DeviceInfo.LibraryPath
+        self.v030_id = str(self.index)
 
     @property
     def compute(self):
@@ -689,10 +983,19 @@ class RunnerResult(object):
         out = []
         if not self.data:
             return out
+        native = (self.data.get("native") or {}).get("devices") or []
         for lib in self.data.get("libs", []):
             res = lib.get("result") or {}
             for raw in res.get("devices") or []:
-                out.append(Device(raw, self.libdir, res.get("backend", ""), res.get("driver_version")))
+                d = Device(raw, self.libdir, res.get("backend", ""), res.get("driver_version"))
+                d.libdirs = list(getattr(self, "dirs", []) or [])
+                if d.backend == "CUDA":
+                    for n in native:
+                        if n.get("library") == "CUDA" and n.get("device_id") and \
+                                n["device_id"].lower() == d.pci_id.lower():
+                            d.nvidia_major = int(n.get("nvidia_driver_major") or 0)
+                            break
+                out.append(d)
         return out
 
     def failures(self):
@@ -712,6 +1015,71 @@ class RunnerResult(object):
 
 SIGNAL_TEXT = {4: "illegal instruction", 6: "aborted", 7: "bus error", 9: "killed", 11: "segmentation fault",
                15: "terminated"}
+
+
+def exit_attr(code):
+    """llm.ExitStatus as a log value (llm/exit_status*.go@v0.30.1): "OK", "unknown"
+    (signalled: ExitCode() is -1), else the number"""
+    if code is None or code < 0:
+        return "unknown"
+    return "OK" if code == 0 else code
+
+
+ERROR_PREFIXES = ("mlx:", "MLX:", "panic:", "fatal error:", "error:", "Error:", "CUDA error", "ROCm error",
+                  "cudaMalloc failed", '"ERR"', "error loading model", "GGML_ASSERT",
+                  "Deepseek2 does not support K-shift", "signal arrived during cgo execution", "llama_init_from_model:")
+
+
+def status_last_error(lines):
+    """llm.StatusWriter.LastError over the subprocess output (llm/status.go@v0.32.15),
+    without the out-of-memory heuristics"""
+    last = ""
+    for line in lines:
+        line = line.rstrip(" \t\r")
+        hits = [(line.find(px), px) for px in ERROR_PREFIXES if px in line]
+        if hits:
+            i, px = min(hits)
+            msg = px + line[i + len(px):].rstrip(" \t\r")
+            last = last + "\n" + msg if last else msg
+    return last[-8192:]
+
+
+def visible_tokens(library):
+    """visibleDeviceFilterTokens (discover/runner.go:598@v0.30.11), Linux"""
+    key = {"CUDA": "CUDA_VISIBLE_DEVICES", "Vulkan": "GGML_VK_VISIBLE_DEVICES"}.get(library)
+    if not key:
+        return []
+    return [t.strip() for t in env_var(key).split(",") if t.strip()]
+
+
+def cuda_runtime_version(libdirs):
+    """cudaRuntimeVersion (discover/llama_server.go:400-435@v0.30.11): the highest
+    libcudart.so.<maj>[.<min>] file name in the dirs, or a cuda_vNN dir name (minor 0)"""
+    import re
+    best = None
+    for d in libdirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            names = []
+        for n in names:
+            m = re.match(r"libcudart\.so\.(\d+)(?:\.(\d+))?", n)
+            if m:
+                v = (int(m.group(1)), int(m.group(2) or 0))
+                best = v if best is None or v > best else best
+        m = re.match(r"^cuda_v(\d+)$", os.path.basename(d))
+        if m:
+            v = (int(m.group(1)), 0)
+            best = v if best is None or v > best else best
+    return best
+
+
+def list_devices_lines(devices):
+    """llama-server --list-devices (the shape deviceLineRegex reads, discover/llama_server.go:174-180@v0.30.11)"""
+    out = ["Available devices:"]
+    for d in devices:
+        out.append("  %s%d: %s (%d MiB, %d MiB free)" % (d.backend, d.index, d.name, d.total >> 20, d.free >> 20))
+    return out
 
 
 def exit_text(code):
@@ -796,19 +1164,13 @@ class Discovery(object):
                     pass
 
     def report(self, res):
-        """logs after one runner finished (upstream shapes)"""
+        """logs after one runner finished, eras before v0.30 (v0.30: report_v030)"""
         p, log = self.p, self.log
         if res.timed_out:
-            if p.era == "v0.30":
-                log.warn("watchdog", "llama-server GPU discovery watchdog timed out", "OLLAMA_LIBRARY_PATH", res.dirs,
-                         "extra_envs", res.extra_envs, "error", "context deadline exceeded")
-                log.info("failure", "failure during llama-server GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
-                         "extra_envs", res.extra_envs, "error", "context deadline exceeded", "detail", "")
-            else:
-                log.info("failure", "failure during GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
-                         "extra_envs", res.extra_envs, "error", "failed to finish discovery before timeout")
+            log.info("failure", "failure during GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
+                     "extra_envs", res.extra_envs, "error", "failed to finish discovery before timeout")
             return
-        if p.era in ("v0.12", "v0.30"):
+        if p.era == "v0.12":
             log.debug("took", "bootstrap discovery took", "duration", go_duration(int(res.duration * 1e9)),
                       "OLLAMA_LIBRARY_PATH", res.dirs, "extra_envs", res.extra_envs)
         if res.data is None:
@@ -818,10 +1180,6 @@ class Discovery(object):
                 # upstream: ExitCode() is -1 for a signalled runner -> logged at INFO
                 log.info("failure", "failure during GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
                          "extra_envs", res.extra_envs, "error", "runner crashed")
-            elif p.era == "v0.30":
-                log.info("failure", "failure during llama-server GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
-                         "extra_envs", res.extra_envs, "error",
-                         "llama-server --list-devices failed: %s" % exit_text(res.exit_code), "detail", "")
             return
         for path, err, result in res.failures():
             code = ((result or {}).get("error") or {}).get("code")
@@ -880,6 +1238,8 @@ class Discovery(object):
     def run(self):
         """-> list of Device (deduplicated, in log order)"""
         p = self.p
+        if p.llama_server_discovery:
+            return self.run_v030()
         try:
             dirs = self.dirs_to_probe()
             results = self.finish([self.start(d) for d in dirs])
@@ -918,6 +1278,244 @@ class Discovery(object):
             d.ordinal = counters.get(d.backend, 0)
             counters[d.backend] = d.ordinal + 1
         return devices
+
+    # ---- the v0.30 era: llama-server + native probe (discover/runner.go GPUDevices) ----
+
+    def run_v030(self):
+        """GPUDevices' bootstrap (discover/runner.go:45-256@v0.30.1): first pass per
+        dir (the cuda_v12 result through filterOldCUDADriver), second pass per CUDA
+        device, overlap filter per library, ID remap, cross-library duplicates"""
+        p, log = self.p, self.log
+        t0 = time.time()
+        try:
+            results = self.finish([self.start(d) for d in self.dirs_to_probe()])
+            found = []
+            for r in results:
+                self.report_v030(r)
+                devs = [] if r.timed_out else r.devices()
+                if os.path.basename(r.libdir or "") == "cuda_v12":
+                    devs = self.cuda_gate(devs)
+                found.extend(devs)
+            log.debug("evaluating", "evaluating which, if any, devices to filter out", "initial_count", len(found))
+            pending, deleted = [], set()
+            supported = {}   # library -> libdir -> {ID: device}
+
+            def support(d):
+                supported.setdefault(d.backend, {}).setdefault(d.libdir, {})[d.v030_id] = d
+            for d in found:
+                if d.backend not in ("CUDA", "ROCm"):   # NeedsInitValidation, ml/device.go:664@v0.32.15
+                    support(d)
+                    continue
+                log.debug("verifying", "verifying if device is supported", "library", d.libdir, "description", d.name,
+                          "compute", d.compute, "id", d.v030_id, "pci_id", d.pci_id)
+                extra = {"CUDA_VISIBLE_DEVICES": d.v030_id, "GGML_CUDA_INIT": "1"}
+                pending.append((d, self.start(d.libdir, extra)))
+            for (d, _), res in zip(pending, self.finish([x[1] for x in pending])):
+                self.report_v030(res)
+                if res.timed_out or not res.devices():
+                    log.debug("filtered", "filtering device which didn't fully initialize", "id", d.v030_id,
+                              "libdir", d.libdir, "pci_id", d.pci_id, "library", d.backend)
+                    deleted.add(id(d))
+                else:
+                    support(d)
+            self.filter_overlap(supported, found, deleted)
+            devices, counters = [], {}
+            for d in found:
+                if id(d) in deleted:
+                    log.trace("removing", "removing unsupported or overlapping GPU combination", "libDir", d.libdir,
+                              "description", d.name, "compute", d.compute, "pci_id", d.pci_id)
+                    continue
+                n = counters.get(d.backend, 0)
+                log.debug("adjusting", "adjusting filtering IDs", "FilterID", d.v030_id, "new_ID", str(n))
+                d.filter_id = d.v030_id
+                tokens = visible_tokens(d.backend)
+                if d.filter_id.isdigit() and int(d.filter_id) < len(tokens):
+                    d.filter_id = tokens[int(d.filter_id)]   # remapFilterIDForUserVisibleDevices
+                d.ordinal = n
+                d.v030_id = str(n)
+                counters[d.backend] = n + 1
+                devices.append(d)
+            devices = self.drop_duplicates(devices)
+            log.debug("gpu_took", "GPU bootstrap discovery took", "duration", go_duration(int((time.time() - t0) * 1e9)))
+            devices.sort(key=lambda d: -d.free)
+            return devices
+        finally:
+            self.kill_all()
+
+    def filter_overlap(self, supported, found, deleted):
+        """filterOverlapByLibrary (discover/runner.go:429-477@v0.30.1), anyMissing quirk included"""
+        index = dict((id(d), i) for i, d in enumerate(found))
+        for by_dir in supported.values():
+            libdirs = sorted(by_dir, reverse=True)
+            any_missing = False
+            newest = None
+            for newest in libdirs:
+                for other in libdirs:
+                    if other == newest:
+                        continue
+                    if len(by_dir[newest]) != len(by_dir[other]) or any(k not in by_dir[other] for k in by_dir[newest]):
+                        any_missing = True
+                        break
+                if not any_missing:
+                    break
+            for other in libdirs:
+                if other == newest:
+                    continue
+                for dev_id, d in by_dir[other].items():
+                    if dev_id in by_dir[newest]:
+                        self.log.debug("overlap", "filtering device with overlapping libraries", "id", dev_id,
+                                       "library", other, "delete_index", index[id(d)], "kept_library", newest)
+                        deleted.add(id(d))
+
+    def drop_duplicates(self, devices):
+        """the cross-library pass (discover/runner.go:200-242@v0.30.1): same PCI id
+        (ml.DeviceInfo.Compare) -> keep CUDA/ROCm (PreferredLibrary)"""
+        out = list(devices)
+        i = 0
+        while i < len(out):
+            j = i + 1
+            while j < len(out):
+                a, b = out[i], out[j]
+                if a.pci_id and b.pci_id:
+                    same = a.pci_id.lower() == b.pci_id.lower()
+                else:
+                    same = a.v030_id == b.v030_id and a.pci_id == b.pci_id
+                if not same:
+                    j += 1
+                    continue
+                del out[j]
+                if a.backend == b.backend:
+                    continue
+                if a.backend in ("CUDA", "ROCm"):
+                    dropped = b
+                else:
+                    dropped, out[i] = a, b
+                self.log.debug("dropdup", "dropping duplicate device", "id", dropped.v030_id, "library", dropped.backend,
+                               "compute", dropped.compute, "name", "%s%d" % (dropped.backend, dropped.index),
+                               "description", dropped.name, "libdirs", ",".join(dropped.libdirs),
+                               "driver", dropped.driver_str, "pci_id", dropped.pci_id, "type", "discrete",
+                               "total", human_bytes2(dropped.total), "available", human_bytes2(dropped.free))
+            i += 1
+        return out
+
+    def cuda_gate(self, devices):
+        """filterOldCUDADriver: discover/cuda_compat.go:10-45@v0.30.1 ("old") and
+        :21-77@v0.30.11 = @v0.32.15 ("new")"""
+        p, log = self.p, self.log
+        if not p.cuda_driver_gate:
+            return devices
+        cuda = [d for d in devices if d.backend == "CUDA"]
+        driver = next((d.nvidia_major for d in cuda if d.nvidia_major > 0), 0)   # nvidiaDriverMajorFromDevices
+
+        def old_cuda(d):
+            return d.backend == "CUDA" and 0 < d.major < 7
+        if p.cuda_driver_gate == "old":
+            if not any(old_cuda(d) for d in devices):
+                return devices
+            if driver == 0:
+                log.warn("gate_unverified", "could not verify NVIDIA driver compatibility for an older NVIDIA GPU")
+                return devices
+            if driver >= 570:
+                return devices
+            out = []
+            for d in devices:
+                if old_cuda(d):
+                    log.warn("gate_570", "NVIDIA driver too old", "device", d.name, "compute", d.compute,
+                             "driver", driver, "required_driver", "570 or newer")
+                    continue
+                out.append(d)
+            return out
+        if not cuda:
+            return devices
+        if driver == 0:
+            log.warn("gate_unverified", "could not verify NVIDIA driver compatibility for CUDA")
+            return devices
+        rt = cuda_runtime_version(cuda[0].libdirs)   # cudaRuntimeVersionFromDevices: the first CUDA device
+        compressed = rt is not None and rt[0] == 12 and rt[1] >= 4
+        legacy_jit = rt is not None and rt[0] == 12 and rt[1] >= 8
+        if driver >= 570 or (not compressed and not legacy_jit):
+            return devices
+        out = []
+        for d in devices:
+            if d.backend != "CUDA":
+                out.append(d)
+            elif compressed and driver < 550:
+                log.warn("gate_550", "NVIDIA driver too old", "device", d.name, "compute", d.compute,
+                         "driver", driver, "required_driver", "550 or newer")
+            elif legacy_jit and old_cuda(d):
+                log.warn("gate_570", "NVIDIA driver too old", "device", d.name, "compute", d.compute,
+                         "driver", driver, "required_driver", "570 or newer")
+            else:
+                out.append(d)
+        return out
+
+    def report_v030(self, res):
+        """what one bootstrapDevicesWithMetalRetry call logs (discover/runner.go:479-515,
+        discover/llama_server.go:42-165, discover/native_probe.go:254-263@v0.30.1;
+        the same lines @v0.32.15): llama-server startup, --list-devices and the
+        native probe are one runner here; their output shows at TRACE only"""
+        p, log = self.p, self.log
+        dirs = res.dirs
+        dur = go_duration(int(res.duration * 1e9))
+        log.trace("ls_trace", "running llama-server for discovery", "cmd", os.path.join(self.libdir, "llama-server"),
+                  "libDirs", dirs)
+        captured = [x for x in (res.stderr or "").splitlines() if x]
+
+        def ls_took():
+            log.debug("ls_took", "llama-server device discovery took", "duration", dur, "libDirs", dirs)
+
+        def boot_took():
+            log.debug("took", "bootstrap discovery took", "duration", dur, "OLLAMA_LIBRARY_PATH", dirs,
+                      "extra_envs", res.extra_envs)
+        if res.timed_out:
+            # the watchdog returns at the deadline (runner.go:574-576); the discovery
+            # goroutine then kills llama-server and logs on its own (llama_server.go:107-131)
+            log.warn("watchdog", "llama-server GPU discovery watchdog timed out", "OLLAMA_LIBRARY_PATH", dirs,
+                     "extra_envs", res.extra_envs, "error", "context deadline exceeded")
+            boot_took()
+            log.info("failure", "failure during llama-server GPU discovery", "OLLAMA_LIBRARY_PATH", dirs,
+                     "extra_envs", res.extra_envs, "error", "context deadline exceeded", "detail", "")
+            log.debug("ls_stopped", "llama-server discovery: stopped subprocess after collecting GPU info",
+                      "exit", "unknown", "libDirs", dirs)
+            log.warn("ls_timeout", "llama-server discovery: timed out waiting for server startup",
+                     "error", "context deadline exceeded", "libDirs", dirs, "lines_captured", len(captured))
+            ls_took()
+            return
+        if res.data is None:
+            # llama-server died on its own (Kill fails: already gone), so did --list-devices
+            log.raw(res.stderr)
+            err, code = exit_text(res.exit_code), exit_attr(res.exit_code)
+            log.debug("ls_exited", "llama-server discovery: server startup exited", "error", err, "exit", code,
+                      "libDirs", dirs)
+            log.warn("ls_sysinfo", "llama-server discovery: system_info line not found in output - "
+                     "CUDA architecture filtering will be disabled. If GPU inference fails, "
+                     "this may indicate an incompatible llama-server version.",
+                     "libDirs", dirs, "lines_captured", len(captured))
+            log.raw(res.stderr)
+            log.debug("ls_listfail", "llama-server --list-devices failed", "error", err, "exit", code)
+            ls_took()
+            boot_took()
+            log.info("failure", "failure during llama-server GPU discovery", "OLLAMA_LIBRARY_PATH", dirs,
+                     "extra_envs", res.extra_envs, "error", "llama-server --list-devices failed: %s" % err,
+                     "detail", status_last_error(captured + captured))
+            return
+        data = res.data
+        server_log = data.get("ggml_server_log") or []
+        log.raw(server_log)
+        # killed once system_info was read: ExitCode() -1 -> ExitStatus "unknown"
+        log.debug("ls_stopped", "llama-server discovery: stopped subprocess after collecting GPU info",
+                  "exit", "unknown", "libDirs", dirs)
+        log.raw(server_log + list_devices_lines(res.devices()))
+        native = data.get("native") or {}
+        log.raw(native.get("stderr"))
+        if native.get("error"):
+            if native.get("stderr"):
+                log.debug("native_fail", "native GPU discovery failed", "error", "exit status 1",
+                          "stderr", native["stderr"], "libDirs", dirs)
+            else:
+                log.debug("native_fail2", "native GPU discovery failed", "error", "exit status 1", "libDirs", dirs)
+        ls_took()
+        boot_took()
 
     def validate(self, devices):
         """second pass: a runner limited to the device, deep init (GGML_CUDA_INIT=1)"""
@@ -1016,6 +1614,13 @@ def make_server(state):
         daemon_threads = True
         allow_reuse_address = True
         request_queue_size = 128
+
+        def handle_error(self, request, client_address):
+            # a client that gave up while discovery ran (the socket listens from the
+            # start): Go's net/http drops such a connection without a log line
+            if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                return
+            ThreadingHTTPServer.handle_error(self, request, client_address)
 
         def server_bind(self):
             if self.address_family == socket.AF_INET6:
@@ -1191,15 +1796,13 @@ def log_details_new(p, log, devices, libdir):
                  "description", "cpu", "libdirs", "ollama", "driver", "", "pci_id", "", "type", "",
                  "total", human_bytes2(total), "available", human_bytes2(avail))
         return
-    tokens = [t.strip() for t in env_var("CUDA_VISIBLE_DEVICES").split(",") if t.strip()]
     for d in devices:
         libs = [os.path.basename(x) for x in (libdir, d.libdir) if "lib/ollama" in x]
-        name = "%s%d" % (d.backend, d.ordinal)
         if p.era == "v0.30":
-            dev_id = str(d.ordinal)
-            filter_id = tokens[d.ordinal] if d.ordinal < len(tokens) else dev_id
+            # ID/FilterID after the remap in run_v030; Name is llama-server's ("CUDA0")
+            dev_id, filter_id, name = d.v030_id, d.filter_id, "%s%d" % (d.backend, d.index)
         else:
-            dev_id, filter_id = d.id, ""
+            dev_id, filter_id, name = d.id, "", "%s%d" % (d.backend, d.ordinal)
         attrs = ["id", dev_id]
         if p.filter_id:
             attrs += ["filter_id", filter_id]

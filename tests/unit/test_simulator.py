@@ -231,7 +231,7 @@ def test_build_outputs(sim):
                 "shim/bad/libcuda-stub.so", "shim/bad/libvgpu-cuda-err999.so", "shim/bad/libvgpu-cuda-zero.so",
                 "shim/bad/libvgpu-cuda-hang.so", "install.sh", "ollama-sim-upgrade"):
         assert os.path.isfile(os.path.join(sim, rel)), rel
-    for v in ("0.3.6", "0.5.7", "0.11.4", "0.13.5", "0.30.1"):
+    for v in ("0.3.6", "0.5.7", "0.11.4", "0.13.5", "0.30.1", "0.32.15"):
         assert os.path.isfile(os.path.join(sim, "ollama-%s-linux-amd64.tgz" % v))
     r = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.join(sim, "shim"),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
@@ -408,6 +408,7 @@ GPU_LINES = {
               'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
               'type=discrete total="79.6 GiB" available="79.1 GiB"' % NAME,
 }
+GPU_LINES["0.32.15"] = GPU_LINES["0.30.1"]   # discover/types.go:32 unchanged 0.30.1 -> 0.32.15
 CPU_LINES = {
     "0.3.6": 'time=X level=INFO source=X msg="inference compute" id=0 library=cpu compute="" driver=0.0 name="" '
              'total=<RAM> available=<RAM>',
@@ -420,6 +421,7 @@ CPU_LINES = {
     "0.30.1": 'time=X level=INFO source=X msg="inference compute" id=cpu library=cpu compute="" name=cpu '
               'description=cpu libdirs=ollama driver="" pci_id="" type="" total=<RAM> available=<RAM>',
 }
+CPU_LINES["0.32.15"] = CPU_LINES["0.30.1"]
 # every INFO message of a start, in order ("Listening" and "Dynamic LLM libraries" checked apart)
 GPU_MSGS = {
     "0.3.6": ["total blobs: 0", "total unused blobs removed: 0", "LISTEN", "extracting embedded files",
@@ -435,6 +437,11 @@ GPU_MSGS = {
                "starting runner", "starting runner", "starting runner", "inference compute"],
     "0.30.1": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
                "LISTEN", "discovering available GPUs...", "inference compute", "vram-based default context"],
+    # no libnvidia-ml.so.1 here: the new driver gate warns and keeps the device
+    # (discover/cuda_compat.go:37-41@v0.32.15)
+    "0.32.15": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
+                "LISTEN", "discovering available GPUs...", "could not verify NVIDIA driver compatibility for CUDA",
+                "inference compute", "vram-based default context"],
 }
 CPU_TAIL = {
     "0.3.6": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
@@ -442,6 +449,7 @@ CPU_TAIL = {
     "0.11.4": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.13.5": ["starting runner", "starting runner", "inference compute", "entering low vram mode"],
     "0.30.1": ["discovering available GPUs...", "inference compute", "vram-based default context"],
+    "0.32.15": ["discovering available GPUs...", "inference compute", "vram-based default context"],
 }
 
 
@@ -478,7 +486,7 @@ def test_era_cpu_lines(prefix_factory, version):
     if version == "0.13.5":
         assert_line(lines_with(r.log, "entering low vram mode")[0],
                     'time=X level=INFO source=X msg="entering low vram mode" "total vram"="0 B" threshold="20.0 GiB"')
-    if version == "0.30.1":
+    if version in ("0.30.1", "0.32.15"):
         assert_line(lines_with(r.log, "vram-based default context")[0],
                     'time=X level=INFO source=X msg="vram-based default context" total_vram="0 B" default_num_ctx=4096')
 
