@@ -255,6 +255,12 @@ static CUresult ctx_create(CUcontext *pctx, CUdevice dev)
     if (!pctx) return CUDA_ERROR_INVALID_VALUE;
     if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
     if (!valid_dev(dev)) return CUDA_ERROR_INVALID_DEVICE;
+    {
+        /* VGPU_SIM_CTX_ERROR=<CUresult>: the host side refuses contexts (e.g. 2, out of memory on the
+         * host GPU); initialisation and enumeration still succeed */
+        long refused = atol(vgpu_env("VGPU_SIM_CTX_ERROR", "0"));
+        if (refused > 0) return (CUresult)refused;
+    }
     c = calloc(1, sizeof(*c));
     if (!c) return CUDA_ERROR_OUT_OF_MEMORY;
     c->magic = CTX_MAGIC;

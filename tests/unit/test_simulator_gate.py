@@ -539,3 +539,19 @@ def test_new_release_has_its_own_sources(simmod):
     assert set(old) - {"gate_570"} <= set(new) and {"gate_550", "gate_570", "gate_unverified"} <= set(new)
     assert (new["config"], new["listen"], new["failure"], new["gate_550"]) == \
         ("routes.go:1951", "routes.go:2008", "runner.go:522", "cuda_compat.go:65")
+
+
+def test_ctx_error_knob_fails_ollama_but_not_the_probe_calls(prefix_factory):
+    """VGPU_SIM_CTX_ERROR=2: a host side that refuses contexts. The backend's cuCtxCreate fails, so Ollama ends on
+    the CPU line - while everything the doctor's live probe calls (it creates no context: that would allocate
+    memory on the host GPU) still answers, which is what remediate's history is there for."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    'module_utils'))
+    from ansible.module_utils.vgpu_probe import run_probe
+    p = gpu_prefix(prefix_factory, version="0.13.5")
+    r = serve(p, {"VGPU_SIM_CTX_ERROR": "2"})
+    assert r.rc == 0, r.log
+    assert [dict(c)["library"] for c in compute_lines(r.log)] == ["cpu"], r.log
+    probe = run_probe([libdir(p), os.path.join(libdir(p), "cuda_v12")],
+                      {"PATH": "/usr/bin:/bin", "VGPU_SIM_CTX_ERROR": "2"}, timeout=5)
+    assert probe["ok"] is True and probe["cuda"]["devices"][0]["name"] == NAME, probe
