@@ -199,8 +199,9 @@ library_devices:
   type: list
   elements: dict
 log_complete:
-  description: True when the whole log was read and nothing writes it any more (I(log_path) on a saved file), so
-    the verdict came without waiting; false while following a live log.
+  description: True when I(log_path) was read to its end and nothing writes it any more (a saved file), so the
+    verdict - C(unknown) included - came without waiting; false for a file still being written (the verdict
+    came while following it, or I(timeout) passed) and in live mode.
   returned: always
   type: bool
 devices:
@@ -460,10 +461,11 @@ def run_module():
     try:
         remaining = max(0.0, deadline - time.time())
         result, _waited, reason = follow_log(source, remaining, accept_start=accept)
+        # a saved file: read to its end and nothing writes it (also when the verdict came before the end)
+        complete = p['log_path'] is not None and source.is_complete()
     finally:
         source.close()
     source_error = getattr(source, 'error', None)
-    complete = reason == 'ended' and isinstance(source, FileSource)
 
     devices = result['devices']
     library = normalize_libraries(p['library'])

@@ -1049,6 +1049,16 @@ class FileSource(object):
         self.complete = 'unchanged for %d s (the writers could not be looked at: not root?)' % age
         return False
 
+    def is_complete(self):
+        """While_written: True when every byte is read and nothing writes the file any more (the verdict may
+        have come before the source ended; this answers for the file as it is now)."""
+        if self.ended:
+            return True
+        if self.follow != 'while_written' or self._fd is None or self.has_more():
+            return False
+        self._scanned_at = None
+        return not self.being_written()
+
     def _close(self):
         if self._fd is not None:
             os.close(self._fd)

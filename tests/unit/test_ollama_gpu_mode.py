@@ -249,6 +249,7 @@ def test_saved_corpus_files_return_at_once_with_default_arguments(tmp_path, name
     result = run({'log_path': path, 'expect': 'any', 'library': ''})
     assert time.monotonic() - began < 1.0
     assert result['mode'] == EXPECTED[name]['mode'] and result['failed'] is False
+    assert result['log_complete'] is True
 
 
 def test_saved_file_just_copied_returns_within_the_recent_write_window(tmp_path):
@@ -403,6 +404,7 @@ def test_module_returns_within_a_second_of_the_compute_line(tmp_path):
         thread.join()
         sink.close()
     assert result['failed'] is False and result['mode'] == 'gpu'
+    assert result['log_complete'] is False              # the service still holds its stderr open
     assert returned - written[0] < 1.0
     assert 0.4 < result['waited'] < 1.6
 

@@ -1051,7 +1051,7 @@ def test_while_written_follows_a_sink_a_process_holds_open(tmp_path):
         sink.close()
         source.close()
     assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert os.getpid() in source.writers
+    assert os.getpid() in source.writers and source.is_complete() is False
     assert time.monotonic() - written[0] < 1.0 and 1.5 < waited < 3.0
 
 
@@ -1129,3 +1129,12 @@ def test_not_root_or_unreadable_processes_fall_back_to_the_modification_time(tmp
 def test_file_source_follow_value_is_checked():
     with pytest.raises(ValueError):
         L.FileSource('/x', follow='sometimes')
+
+
+def test_is_complete_after_an_early_verdict_on_a_saved_file(tmp_path):
+    path = _saved(tmp_path, lines(CONFIG_30, LISTEN_30, IC_30_CUDA, CTX_30))
+    source = L.FileSource(path, follow='while_written')
+    result, waited, reason = L.follow_log(source, 60)
+    assert reason == 'verdict' and not source.ended      # the stamps gave the verdict before EOF was seen
+    assert source.is_complete() is True
+    assert L.FileSource(path).is_complete() is False      # follow=always never calls a file complete
