@@ -49,7 +49,7 @@ from ansible.module_utils.vgpu_unit_env import (
     predict_environment, removal_plan, source_text,
 )
 from ansible.module_utils.vgpu_probe import finish_probes, start_probe, user_argv
-from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log
+from ansible.module_utils.ollama_log import CommandSource, FileSource, follow_log, judge_libraries
 
 # ------------------------------------------------------------------------------------------ codes and actions
 
@@ -1237,16 +1237,24 @@ def log_errors(f, kind):
     return [e['line'] for e in res.get('discovery_errors', []) if e['kind'] == kind]
 
 
+# the GPU libraries the shims serve: a start whose only GPU devices are Vulkan is not the CUDA shim at work
+SHIM_LIBRARIES = ('cuda',)
+
+
 def log_mode(f):
+    """The current start judged against the shims' libraries: gpu, cpu, unknown, or other_library (GPU mode, but
+    on another library only - a Vulkan fallback beside a failing CUDA shim); None without a start."""
     res = log_result(f)
-    return res['mode'] if res else None
+    return judge_libraries(res, SHIM_LIBRARIES)['verdict'] if res else None
 
 
 def verdict(f):
     res = log_result(f)
     if not res:
         return None
-    return {'mode': res['mode'], 'devices': res['devices'], 'ollama_version': res['ollama_version'],
+    judged = judge_libraries(res, SHIM_LIBRARIES)
+    return {'mode': res['mode'], 'verdict': judged['verdict'], 'libraries': judged['libraries'],
+            'devices': res['devices'], 'ollama_version': res['ollama_version'],
             'started_at': res['started_at'], 'discovery_errors': res['discovery_errors'],
             'evidence': res['evidence'], 'source': f.log.get('source')}
 
@@ -1354,12 +1362,6 @@ def load_test(f, probe, path):
 
 # ---- the live driver probe
 
-def shim_library_devices(res, libraries=('cuda',)):
-    """The devices of a start's verdict that the shims serve (CUDA for the CUDA shim; a Vulkan device is not
-    the shim at work)."""
-    return [d for d in (res or {}).get('devices') or [] if (d.get('library') or '').lower() in libraries]
-
-
 def _probe_user(f):
     u = f.unit
     if u.get('dynamic_user'):
@@ -1393,8 +1395,7 @@ def _gather_driver_probe(f, probe):
     that environment, the same probes run without it as well: whether removing it would help is then known,
     not guessed."""
     want = f.p.get('driver_probe') or 'auto'
-    res = log_result(f)
-    needed = res is None or res['mode'] != 'gpu' or not shim_library_devices(res)
+    needed = log_mode(f) != 'gpu'
     if want == 'never' or (want == 'auto' and not needed):
         f.driver_probe = {'ran': False, 'reason': 'driver_probe=never' if want == 'never' else
                           'the current start is in GPU mode on the shim\'s library (driver_probe=auto)'}
@@ -2254,9 +2255,9 @@ def check_driver_api_error(f):
     else:
         what = '%s of %s returned %s %s' % (fc.get('call'), loaded, fc.get('rc'), fc.get('error'))
         advice = _DRIVER_ERROR_ADVICE.get(fc.get('rc'), 'the driver call fails')
-    # the shim itself fails: nothing in the guest helps. Another file answered: the static findings (links,
-    # driver, shim) carry the fix, this one says what that file does
-    explained = not is_shim and _static_cause(f)
+    # a static finding (links, driver, the shim's own ELF or checksum) explains the failure: its fix comes first
+    # and this one only says what the loaded file does. Otherwise the shim itself fails: nothing in the guest helps
+    explained = _static_cause(f)
     sev = 'error' if log_mode(f) != 'gpu' and not explained else 'warning'
     text = '%s%s' % (advice, '' if is_shim or not loaded else ' (%s is not the shim %s)' % (
         loaded, (f.shims.get('cuda') or {}).get('path')))
@@ -2442,7 +2443,10 @@ def diagnose(f):
 def summary_line(findings, v, healthy):
     errors = [x for x in findings if x['severity'] == 'error']
     warnings = [x for x in findings if x['severity'] == 'warning']
-    mode = ('%s mode' % v['mode'].upper()) if v else 'no verdict in the log'
+    if v and v.get('verdict') == 'other_library':
+        mode = 'GPU mode on %s only, not the CUDA shim' % ' and '.join(v.get('libraries') or ['another library'])
+    else:
+        mode = ('%s mode' % v['mode'].upper()) if v else 'no verdict in the log'
     if healthy:
         return 'healthy (%s)%s' % (mode, ', %d warning(s): %s' % (len(warnings), ', '.join(
             sorted(set(w['code'] for w in warnings)))) if warnings else '')
@@ -2466,7 +2470,7 @@ def doctor(params, paths=None, probe=None):
     f = gather(params, paths, probe)
     findings = diagnose(f)
     v = verdict(f)
-    healthy = not any(x['severity'] == 'error' for x in findings) and (v is None or v['mode'] == 'gpu')
+    healthy = not any(x['severity'] == 'error' for x in findings) and (v is None or v['verdict'] == 'gpu')
     if v is not None and v['mode'] == 'unknown':
         healthy = not any(x['severity'] == 'error' for x in findings)
     return {

@@ -742,3 +742,19 @@ def test_this_machine_is_diagnosed_within_three_seconds():
     res = D.doctor(params, D.SystemPaths('/'), D.Probe(None))
     assert time.time() - began < 3.0
     assert res['findings'][0]['code'] == 'SHIM_BAD'
+
+
+def test_vulkan_only_start_is_not_the_shim(host):
+    """Ollama 0.30+ has Vulkan on by default: with the CUDA shim failing (cuInit 100) the start still logs a
+    library=Vulkan device. That is not GPU mode through the shim: not healthy, the probe runs (driver_probe auto)
+    and names the failing call."""
+    if 'cuda' not in host.libs.get('from_simulator', []):
+        pytest.skip('needs the simulator\'s reference shim (simulator/build.sh)')
+    host.healthy(log='vulkan-only-0.32.15.log')
+    host.dropin('50-simulated-host.conf', '[Service]\nEnvironment="VGPU_SIM_DEVICE_COUNT=0"\n')
+    host.running()
+    res = fakehost.diagnose(host)
+    assert res['verdict']['mode'] == 'gpu' and res['verdict']['verdict'] == 'other_library'
+    assert res['healthy'] is False and res['driver_probe']['ran'] is True
+    assert codes(res, 'error')[0] == 'DRIVER_API_ERROR'
+    assert 'GPU mode on Vulkan only, not the CUDA shim' in res['summary']
