@@ -106,3 +106,27 @@ def test_refused_codes_and_manual_errors_leave_the_host_alone():
     # a warning whose fix is manual is reported, not acted on, and refuses nothing
     p = plan([finding('NVML_MISSING', 'manual', 'warning')])
     assert not p['refused'] and not p['has_fixes'] and p['not_acted_on'][0]['code'] == 'NVML_MISSING'
+
+
+def test_strip_unit_takes_out_service_settings_whole_and_keeps_the_rest():
+    text = ('# sandbox for ollama\n'
+            '[Unit]\n'
+            'PrivateDevices=yes\n'
+            '[Service]\n'
+            'PrivateDevices=yes\n'
+            'InaccessiblePaths=/dev/nvidia0 \\\n'
+            '  /dev/nvidiactl\n'
+            'Environment=OLLAMA_HOST=0.0.0.0\n')
+    out = R.vgpu_remediate_strip_unit(text, ['PrivateDevices', 'InaccessiblePaths'])
+    # a continued setting goes with all of its lines; [Unit] is not [Service]; comments stay
+    assert out == ('# sandbox for ollama\n[Unit]\nPrivateDevices=yes\n[Service]\n'
+                   'Environment=OLLAMA_HOST=0.0.0.0\n')
+
+
+def test_strip_unit_of_a_dropin_with_nothing_left_is_empty_and_only_that_dropin_moves():
+    text = '[Service]\nPrivateDevices=yes\n'
+    assert R.vgpu_remediate_strip_unit(text, ['PrivateDevices']) == ''
+    edits = [{'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf', 'text': ''},
+             {'path': '/etc/systemd/system/ollama.service', 'text': ''}]
+    moves = R.vgpu_remediate_moves({'move_dropins': []}, edits)
+    assert moves == [{'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf', 'action': 'override_sandbox'}]

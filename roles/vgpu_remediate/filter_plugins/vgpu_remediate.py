@@ -4,17 +4,18 @@
 
 vgpu_remediate_plan(findings, ...)       doctor findings -> the plan: refused (with the manual steps) or the
                                          safe fixes to apply, grouped by the role that applies them
-vgpu_remediate_strip_unit(text, variables, settings)
-                                         a unit or drop-in text without the Environment= assignments of
-                                         `variables` and without the [Service] `settings`; '' when no
-                                         setting is left (the file is then only moved aside)
+vgpu_remediate_strip_unit(text, settings)
+                                         a drop-in text without the [Service] `settings` (sandbox settings a
+                                         later drop-in sets again); '' when no setting is left (the file is
+                                         then only moved aside). Variables are taken out on the host by the
+                                         systemd_env_unset module
 vgpu_remediate_strip_preload(text, entries)
                                          /etc/ld.so.preload without `entries`; '' when nothing is left
 vgpu_remediate_moves(plan, edits)        [{path, action}] of the files to move aside
 vgpu_remediate_moved_label(item, stamp)  one of them, as the host's line says it
 vgpu_remediate_cause(cause)              one plan.causes entry -> 'CODE (severity)'
-vgpu_remediate_edits(slurped)            slurp results of the files in plan.strip -> [{path, text, variables,
-                                         settings}] with each file's text after vgpu_remediate_strip_unit
+vgpu_remediate_edits(slurped)            slurp results of the files in plan.strip -> [{path, text, settings}]
+                                         with each file's text after vgpu_remediate_strip_unit
 
 Only the doctor decides what is wrong; this file decides what remediate may do about it. A host is refused
 (left untouched) when a person must act first: a finding whose code is in refuse_codes (a real driver, no
@@ -79,13 +80,10 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
         'relink': False, 'relink_replace_files': False, 'relink_names': [], 'restart': False,
         'daemon_reload': False, 'unset_env': [], 'unset_env_keep': [], 'fix_modes_restart': False,
     }
-    strip = {}      # path -> {'variables': [...], 'settings': [...]}
+    strip = {}      # path -> {'settings': [...]}
 
-    def add_strip(path, variables=(), settings=()):
-        entry = strip.setdefault(_norm(path), {'variables': [], 'settings': []})
-        for v in variables:
-            if v not in entry['variables']:
-                entry['variables'].append(v)
+    def add_strip(path, settings=()):
+        entry = strip.setdefault(_norm(path), {'settings': []})
         for k in settings:
             if k not in entry['settings']:
                 entry['settings'].append(k)
@@ -189,7 +187,7 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
             plan['daemon_reload'] = plan['daemon_reload'] or bool(fix.get('daemon_reload'))
 
     # a file that is moved aside needs no editing
-    plan['strip'] = [{'path': p, 'variables': v['variables'], 'settings': v['settings']}
+    plan['strip'] = [{'path': p, 'settings': v['settings']}
                      for p, v in sorted(strip.items()) if p not in plan['move_dropins']]
     # convergence: never try again what did not help - the last run's fixes left the host out of GPU mode
     last = (history or {}).get('last_run') or {}
@@ -217,39 +215,6 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
 
 # ------------------------------------------------------------------------------------------ unit text edits
 
-def _words(value):
-    """Raw words of a setting value (quotes and escapes kept), split like systemd's extract_first_word."""
-    words = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i] in ' \t':
-            i += 1
-        if i >= n:
-            break
-        start, quote = i, None
-        while i < n:
-            c = value[i]
-            if c == '\\':
-                i += 2
-                continue
-            if quote:
-                if c == quote:
-                    quote = None
-            elif c in ('"', "'"):
-                quote = c
-            elif c in ' \t':
-                break
-            i += 1
-        words.append(value[start:i])
-    return words
-
-
-def _word_name(word):
-    """The variable name of one raw Environment= word ("NAME=value", NAME="value", 'NAME=...')."""
-    name = word.split('=', 1)[0] if '=' in word else ''
-    return re.sub(r'["\'\\]', '', name)
-
-
 def _logical_lines(text):
     """(raw_lines, joined) pairs: a line ending in an odd number of backslashes continues on the next."""
     out, pending = [], None
@@ -274,11 +239,9 @@ def _logical_lines(text):
     return out
 
 
-def vgpu_remediate_strip_unit(text, variables=None, settings=None):
-    """`text` without the [Service] Environment= assignments of `variables` and the [Service] `settings`.
-    Other words of a changed Environment= line are kept as written; comments and other lines are kept.
+def vgpu_remediate_strip_unit(text, settings=None):
+    """`text` without the [Service] `settings` (comments and other lines kept, continued lines taken out whole).
     Returns '' when no setting is left in the file (then it is only moved aside)."""
-    variables = set(variables or [])
     settings = set(settings or [])
     section = None
     out = []
@@ -291,18 +254,8 @@ def vgpu_remediate_strip_unit(text, variables=None, settings=None):
         if not line or line[:1] in ('#', ';') or '=' not in line:
             out.extend(raws)
             continue
-        key, _sep, value = line.partition('=')
-        key = key.strip()
-        if section == 'Service' and key in settings:
+        if section == 'Service' and line.partition('=')[0].strip() in settings:
             continue
-        if section == 'Service' and key == 'Environment' and variables:
-            words = _words(value.strip())
-            kept = [w for w in words if _word_name(w) not in variables]
-            if len(kept) != len(words):
-                if kept:
-                    out.append('Environment=' + ' '.join(kept))
-                    settings_left += 1
-                continue
         out.extend(raws)
         settings_left += 1
     if not settings_left:
@@ -335,8 +288,8 @@ def vgpu_remediate_strip_preload(text, entries=None):
 
 
 def vgpu_remediate_moves(plan, edits):
-    """[{path, action}] of the files to move aside: conflicting drop-ins (move_conflicting_dropin) and files with
-    no setting left once a variable is out (unset_env)."""
+    """[{path, action}] of the files to move aside: conflicting drop-ins (move_conflicting_dropin) and drop-ins
+    with no setting left once the sandbox settings are out (override_sandbox)."""
     return ([{'path': p, 'action': 'move_conflicting_dropin'} for p in plan.get('move_dropins') or []]
             + [{'path': e['path'], 'action': 'override_sandbox'} for e in edits or []
                # only a drop-in is ever moved, never the unit file itself
@@ -358,15 +311,15 @@ def vgpu_remediate_cause(cause):
 
 
 def vgpu_remediate_edits(slurped):
-    """[{path, variables, settings, text}] for the slurp results of a loop over plan.strip."""
+    """[{path, settings, text}] for the slurp results of a loop over plan.strip."""
     out = []
     for r in (slurped or {}).get('results', []) if isinstance(slurped, dict) else slurped or []:
         if r.get('skipped') or 'content' not in r:
             continue
         item = r['item']
         text = base64.b64decode(r['content']).decode('utf-8', 'replace')
-        out.append({'path': item['path'], 'variables': item['variables'], 'settings': item['settings'],
-                    'text': vgpu_remediate_strip_unit(text, item['variables'], item['settings'])})
+        out.append({'path': item['path'], 'settings': item['settings'],
+                    'text': vgpu_remediate_strip_unit(text, item['settings'])})
     return out
 
 
