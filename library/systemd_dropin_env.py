@@ -22,8 +22,13 @@ description:
     because C(Environment=) does no variable expansion; control characters (newlines) are refused.
   - Runs C(systemctl daemon-reload) after a change (not in check mode). It never restarts the unit; it reports
     I(restart_required) when the running main process's environment (C(/proc/<MainPID>/environ)) differs from
-    the unit's effective environment for the variables this drop-in manages - so a correct drop-in on a service
-    that was never restarted is still reported (failure code PRELOAD_NOT_APPLIED).
+    the environment the next start gets for the variables this drop-in manages - so a correct drop-in on a
+    service that was never restarted is still reported (failure code PRELOAD_NOT_APPLIED).
+  - The next start's environment is built from every source systemd uses, in its order - the manager's
+    environment (C(systemctl show-environment)), C(PassEnvironment=), C(Environment=) of the unit and its
+    drop-ins, C(EnvironmentFile=), then C(UnsetEnvironment=). A variable of ours that a later source overrides
+    (an C(EnvironmentFile=), a later drop-in, C(UnsetEnvironment=)) is reported in I(overridden) with a warning
+    naming the file and line - a restart would bring that source's value back, so it is no reason to restart.
   - Reports other drop-ins of the unit that set LD_PRELOAD, LD_LIBRARY_PATH, CUDA_VISIBLE_DEVICES or
     OLLAMA_LLM_LIBRARY as I(conflicts) (PRELOAD_CONFLICT), with a warning.
 version_added: "1.0.0"
@@ -177,7 +182,15 @@ restart_required:
   returned: always
   type: bool
 restart_reasons:
-  description: The differing variables - C({variable, running, effective}); null means unset.
+  description: The differing variables - C({variable, running, effective}); C(effective) is what the next start
+    gets; null means unset.
+  returned: always
+  type: list
+  elements: dict
+overridden:
+  description: Variables this drop-in sets whose value the next start does not get -
+    C({variable, ours, next_start, source, kind}); C(source) names the winning file and line, C(kind) is
+    C(environment) (a later drop-in), C(environment_file), C(unset) (UnsetEnvironment=). Empty without systemd.
   returned: always
   type: list
   elements: dict
@@ -239,6 +252,9 @@ from ansible.module_utils.vgpu_systemd import (
     CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
     quote_environment_assignment, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
     variables_set_by, shown_environment,
+)
+from ansible.module_utils.vgpu_unit_env import (
+    describe_source, describe_unset, manager_environment, parse_show_environment, predict_environment,
 )
 
 HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit'
@@ -361,6 +377,33 @@ def to_text_value(key, value, what):
     return value
 
 
+def next_start_environment(module, unit, dirs, planned, props, details, systemd_current):
+    """(environment, sources, unset_by) the next start of ``unit`` gets, from every source systemd uses (the
+    manager's environment, PassEnvironment=, Environment=, EnvironmentFile=, UnsetEnvironment=;
+    vgpu_unit_env.predict_environment). With systemd_current, the Environment= layer is systemd's loaded
+    view (`systemctl show -p Environment`) where it differs from the files (someone else's reload pending)."""
+    shown = None
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if systemctl:
+        rc, out, _err = module.run_command([systemctl, 'show-environment'])
+        shown = parse_show_environment(out) if rc == 0 else None
+    predicted = predict_environment(unit, dirs, manager=manager_environment(shown, proc=PROC_ROOT),
+                                    pid1_environ=read_proc_environ(1, PROC_ROOT), user=props.get('User') or None,
+                                    props=props if systemd_current else None, extra=planned)
+    env, sources, unset_by = dict(predicted['environment']), dict(predicted['sources']), predicted['unset_by']
+    if systemd_current:
+        loaded = shown_environment(props, details['assigned'])
+        for v in set(loaded) | set(details['environment']):
+            src = sources.get(v)
+            if v in unset_by or (src and src.get('kind') not in ('environment', 'manager', 'systemd',
+                                                                  'pass_environment')):
+                continue        # removed by UnsetEnvironment=, or an EnvironmentFile= wins over Environment=
+            if v in loaded and loaded[v] != env.get(v):
+                env[v] = loaded[v]
+                sources[v] = {'kind': 'environment', 'path': '(loaded by systemd)', 'line': None}
+    return env, sources, unset_by
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -442,7 +485,8 @@ def main():
 
     search_dirs = unit_search_dirs(systemd_dir)
     props, systemd_error = try_systemctl_show(
-        module, unit, ['LoadState', 'ActiveState', 'MainPID', 'Environment', 'UnsetEnvironment'])
+        module, unit, ['LoadState', 'ActiveState', 'MainPID', 'Environment', 'UnsetEnvironment', 'User',
+                       'EnvironmentFiles', 'PassEnvironment'])
     unit_file = find_unit_file(unit, search_dirs)
     if props is not None and props.get('LoadState') == 'masked':
         module.fail_json(msg='unit %s is masked; unmask it before adding a drop-in. Nothing was changed.' % unit)
@@ -539,22 +583,34 @@ def main():
             if v not in managed:
                 managed.append(v)
 
-    active_state, main_pid, restart_required, reasons = 'unknown', 0, False, []
+    active_state, main_pid, restart_required, reasons, overridden = 'unknown', 0, False, [], []
     if systemd_up:
         current = props
         if daemon_reloaded:
             again, _err = try_systemctl_show(module, unit, ['ActiveState', 'MainPID', 'Environment',
-                                                            'UnsetEnvironment'])
+                                                            'UnsetEnvironment', 'User', 'EnvironmentFiles',
+                                                            'PassEnvironment'])
             current = again or props
         active_state = current.get('ActiveState') or 'unknown'
         try:
             main_pid = int(current.get('MainPID') or 0)
         except ValueError:
             main_pid = 0
-        # systemd's own view is authoritative once it has read the new drop-in; before that (check mode,
-        # no reload) use the file-based merge, which includes the planned content
-        systemd_current = not changed or daemon_reloaded or not content_changed
-        unit_env = shown_environment(current, details['assigned']) if systemd_current else env
+        next_env, next_sources, unset_by = next_start_environment(
+            module, unit, search_dirs, planned, current, details,
+            # systemd's own Environment= view is authoritative once it has read the new drop-in; before that
+            # (check mode, no reload) the files are, with the planned content
+            systemd_current=not changed or daemon_reloaded or not content_changed)
+        ours = dict(environment)
+        if present and p['preload']:
+            ours['LD_PRELOAD'] = ':'.join(p['preload'])
+        for v in sorted(ours) if present else []:
+            if next_env.get(v) != ours[v]:
+                src = next_sources.get(v)
+                overridden.append({'variable': v, 'ours': ours[v], 'next_start': next_env.get(v),
+                                   'source': describe_source(src) if src else
+                                   describe_unset(unset_by[v]) if v in unset_by else None,
+                                   'kind': (src or {}).get('kind') or ('unset' if v in unset_by else None)})
         if active_state in RUNNING_STATES and main_pid > 0:
             running = read_proc_environ(main_pid, PROC_ROOT)
             if running is None:
@@ -563,10 +619,19 @@ def main():
                 reasons.append({'variable': None, 'running': None, 'effective': None,
                                 'reason': 'environ unreadable'})
             else:
+                # a restart is required only where it changes what the process has: a variable another source
+                # overrides (overridden) gets that source's value again, so a restart for it alone does not help
                 for v in managed:
-                    if running.get(v) != unit_env.get(v):
-                        reasons.append({'variable': v, 'running': running.get(v), 'effective': unit_env.get(v)})
+                    if running.get(v) != next_env.get(v):
+                        reasons.append({'variable': v, 'running': running.get(v), 'effective': next_env.get(v)})
                 restart_required = bool(reasons)
+    for o in overridden:
+        # a later drop-in and UnsetEnvironment= have their own warnings below
+        if o['kind'] in ('environment_file', 'pass_environment', 'manager'):
+            module.warn('%s: the next start gets %s from %s, not this drop-in\'s %r - restarting does not apply it '
+                        '(PRELOAD_CONFLICT); remove it there' % (
+                            o['variable'], 'nothing' if o['next_start'] is None else repr(o['next_start']),
+                            o['source'], o['ours']))
 
     preload_interposed = {}
     if present:
@@ -599,7 +664,8 @@ def main():
 
     result = dict(
         changed=changed, path=path, content=new_text, plan=plan, daemon_reloaded=daemon_reloaded,
-        restart_required=restart_required, restart_reasons=reasons, active_state=active_state, main_pid=main_pid,
+        restart_required=restart_required, restart_reasons=reasons, overridden=overridden,
+        active_state=active_state, main_pid=main_pid,
         managed_variables=managed, conflicts=conflicts, effective_environment=env,
         environment_sources=sources, dropins=dropins, unit_file=unit_file, preload_interposed=preload_interposed,
     )

@@ -595,3 +595,61 @@ def test_check_mode_tolerates_a_preload_library_not_installed_yet(capsys, host, 
     assert any('does not exist yet' in w for w in res['warnings'])
     assert tree_state(host.root) == before
     refused(capsys, host, monkeypatch, 'PRELOAD_MISSING_FILE', preload=[missing])
+
+
+def test_environment_file_that_overrides_ours_is_reported_and_asks_for_no_restart(capsys, host, monkeypatch):
+    """EnvironmentFile= wins over every Environment= line (execute.c:5140,1999@v252.31 - the files are merged
+    after Environment=): when it sets LD_PRELOAD, a restart gives the process that file's value again, so a
+    running process that already has it needs no restart - the drop-in's value is reported as overridden."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    envfile = os.path.join(host.root, 'etc/default/ollama')
+    os.makedirs(os.path.dirname(envfile))
+    with open(envfile, 'w') as f:
+        f.write('# site settings\nLD_PRELOAD=/opt/other.so\n')
+    with open(os.path.join(os.path.dirname(host.dropin), '10-site.conf'), 'w') as f:
+        f.write('[Service]\nEnvironmentFile=-%s\n' % envfile)
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': '/opt/other.so'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77', 'User': 'ollama',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs),
+                   'EnvironmentFiles': '%s (ignore_errors=yes)' % envfile}).install(monkeypatch)
+    res = run(capsys, host)
+    assert not res['changed'] and res['restart_required'] is False, res['restart_reasons']
+    assert res['overridden'] == [{'variable': 'LD_PRELOAD', 'ours': ':'.join(host.libs),
+                                  'next_start': '/opt/other.so', 'kind': 'environment_file',
+                                  'source': 'EnvironmentFile %s line 2 (named by %s line 2)'
+                                  % (envfile, os.path.join(os.path.dirname(host.dropin), '10-site.conf'))}]
+    assert any('restarting does not apply it' in w and envfile in w for w in res['warnings'])
+    # the running process differs from what the file gives: a restart changes it, so it is asked for
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
+    res = run(capsys, host)
+    assert res['restart_required'] is True
+    assert res['restart_reasons'] == [{'variable': 'LD_PRELOAD', 'running': None, 'effective': '/opt/other.so'}]
+
+
+def test_manager_environment_does_not_override_the_dropin(capsys, host, monkeypatch):
+    """The manager's environment (systemctl set-environment) is the lowest layer: our Environment= wins."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)},
+                  manager_env={'PATH': '/usr/bin', 'LD_PRELOAD': '/from/manager.so'}).install(monkeypatch)
+    res = run(capsys, host)
+    assert res['overridden'] == [] and res['restart_required'] is False
+
+
+def test_variable_set_only_in_the_manager_environment_is_what_the_next_start_gets(capsys, host, monkeypatch):
+    """state=absent: once our drop-in is gone, a manager-environment LD_PRELOAD is what the service gets; a
+    process that runs with it needs no restart."""
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
+    run(capsys, host)
+    set_environ(host, 9, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': '/from/manager.so'})
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '9',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)},
+                  after_reload={'Environment': 'PATH=/usr/bin:/bin'},
+                  manager_env={'PATH': '/usr/bin', 'LD_PRELOAD': '/from/manager.so'}).install(monkeypatch)
+    res = run(capsys, host, state='absent')
+    assert res['changed'] and res['restart_required'] is False, res['restart_reasons']
