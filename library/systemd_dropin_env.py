@@ -23,7 +23,9 @@ description:
   - Runs C(systemctl daemon-reload) after a change (not in check mode). It never restarts the unit; it reports
     I(restart_required) when the running main process's environment (C(/proc/<MainPID>/environ)) differs from
     the environment the next start gets for the variables this drop-in manages - so a correct drop-in on a
-    service that was never restarted is still reported (failure code PRELOAD_NOT_APPLIED).
+    service that was never restarted is still reported (failure code PRELOAD_NOT_APPLIED). A change of an
+    I(extra) setting (a limit, a sandbox setting) also needs a restart to take effect, as does a drop-in with
+    such settings written after the running process started.
   - The next start's environment is built from every source systemd uses, in its order - the manager's
     environment (C(systemctl show-environment)), C(PassEnvironment=), C(Environment=) of the unit and its
     drop-ins, C(EnvironmentFile=), then C(UnsetEnvironment=). A variable of ours that a later source overrides
@@ -177,13 +179,16 @@ daemon_reloaded:
   returned: always
   type: bool
 restart_required:
-  description: The unit is running and its main process's environment differs from the effective unit
-    environment for a variable this drop-in sets (or set before). False when not running.
+  description: The unit is running and its main process's environment differs from the next start's for a
+    variable this drop-in sets (or set before), or an I(extra) setting changed since it started (see
+    I(restart_reasons)). False when not running.
   returned: always
   type: bool
 restart_reasons:
   description: The differing variables - C({variable, running, effective}); C(effective) is what the next start
-    gets; null means unset.
+    gets; null means unset. And the I(extra) settings the running process does not have yet -
+    C({setting, before, after}) for those this run changes, or all of them (with C(reason)) when the drop-in was
+    written after the process started; such settings take effect only at a start.
   returned: always
   type: list
   elements: dict
@@ -250,8 +255,8 @@ from ansible.module_utils.vgpu_fs import (
 )
 from ansible.module_utils.vgpu_systemd import (
     CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
-    quote_environment_assignment, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
-    variables_set_by, shown_environment,
+    parse_unit_text, process_start_time, quote_environment_assignment, read_proc_environ, try_systemctl_show,
+    unit_search_dirs, valid_unit_name, variables_set_by, shown_environment,
 )
 from ansible.module_utils.vgpu_unit_env import (
     describe_source, describe_unset, manager_environment, parse_show_environment, predict_environment,
@@ -375,6 +380,36 @@ def to_text_value(key, value, what):
     if not isinstance(value, str):
         raise ValueError('%s value of %s must be a string, got %s' % (what, key, type(value).__name__))
     return value
+
+
+def service_settings(text):
+    """{key: value} of the [Service] settings of a drop-in other than its environment (the extra option's)."""
+    out = {}
+    for section, key, value in parse_unit_text(text or u''):
+        if section == 'Service' and key not in ('Environment', 'UnsetEnvironment'):
+            out[key] = value
+    return out
+
+
+def settings_restart_reasons(before_text, new_text, content_changed, path, main_pid):
+    """[{setting, before, after}] of the extra settings the running process does not have yet: those this run
+    changes, or - when nothing changes - all of them if the drop-in was written after the process started
+    (a tick of /proc/PID/stat's resolution and the restart's own delay allowed for)."""
+    old, new = service_settings(before_text), service_settings(new_text)
+    if content_changed:
+        return [{'setting': k, 'before': old.get(k), 'after': new.get(k)}
+                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if not new:
+        return []
+    started = process_start_time(main_pid, PROC_ROOT)
+    try:
+        written = os.lstat(path).st_mtime
+    except OSError:
+        return []
+    if started is None or written <= started + 0.05:
+        return []
+    return [{'setting': k, 'before': None, 'after': v, 'reason': 'drop-in written after the process started'}
+            for k, v in sorted(new.items())]
 
 
 def next_start_environment(module, unit, dirs, planned, props, details, systemd_current):
@@ -624,7 +659,10 @@ def main():
                 for v in managed:
                     if running.get(v) != next_env.get(v):
                         reasons.append({'variable': v, 'running': running.get(v), 'effective': next_env.get(v)})
-                restart_required = bool(reasons)
+            # the extra settings (limits, sandbox) take effect only at a start: changed now, or written after the
+            # running process started
+            reasons.extend(settings_restart_reasons(before_text, new_text, content_changed, path, main_pid))
+            restart_required = bool(reasons)
     for o in overridden:
         # a later drop-in and UnsetEnvironment= have their own warnings below
         if o['kind'] in ('environment_file', 'pass_environment', 'manager'):

@@ -547,6 +547,21 @@ def _show_words(value):
     return words
 
 
+def process_start_time(pid, proc_root='/proc'):
+    """When a process started, in seconds since the epoch (proc(5): field 22 of /proc/PID/stat, starttime in
+    clock ticks since boot, plus btime of /proc/stat), or None if it cannot be read. Resolution: one tick."""
+    try:
+        with open(os.path.join(proc_root, str(int(pid)), 'stat'), 'rb') as f:
+            stat = f.read().decode('ascii', 'replace')
+        with open(os.path.join(proc_root, 'stat'), 'rb') as f:
+            btime = [line for line in f.read().decode('ascii', 'replace').splitlines() if line.startswith('btime ')]
+        # the command name (field 2) is in parentheses and may contain spaces: count after the last ')'
+        fields = stat[stat.rindex(')') + 2:].split()
+        return int(btime[0].split()[1]) + int(fields[19]) / float(os.sysconf('SC_CLK_TCK'))
+    except (IOError, OSError, ValueError, IndexError):
+        return None
+
+
 def read_proc_environ(pid, proc_root='/proc'):
     """{name: value} of a running process's initial environment, or None if it cannot be read."""
     try:

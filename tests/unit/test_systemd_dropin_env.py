@@ -653,3 +653,50 @@ def test_variable_set_only_in_the_manager_environment_is_what_the_next_start_get
                   manager_env={'PATH': '/usr/bin', 'LD_PRELOAD': '/from/manager.so'}).install(monkeypatch)
     res = run(capsys, host, state='absent')
     assert res['changed'] and res['restart_required'] is False, res['restart_reasons']
+
+
+def _set_start(host, pid, started):
+    """A fake /proc/PID/stat (starttime in ticks since boot) and /proc/stat (btime) for a process that started
+    at ``started`` (epoch seconds)."""
+    tck = os.sysconf('SC_CLK_TCK')
+    btime = int(started) - 1000
+    with open(os.path.join(host.proc, 'stat'), 'w') as f:
+        f.write('cpu  1 2 3 4\nbtime %d\nprocesses 7\n' % btime)
+    d = os.path.join(host.proc, str(pid))
+    if not os.path.isdir(d):
+        os.mkdir(d)
+    ticks = int(round((started - btime) * tck))
+    fields = ['S'] + ['0'] * 18 + [str(ticks)] + ['0'] * 10
+    with open(os.path.join(d, 'stat'), 'w') as f:
+        f.write('%d (ollama (srv)) %s\n' % (pid, ' '.join(fields)))
+
+
+def test_process_start_time_reads_proc_stat(host):
+    _set_start(host, 31, 1700000000.5)
+    assert abs(S.process_start_time(31, host.proc) - 1700000000.5) < 0.02
+    assert S.process_start_time(32, host.proc) is None
+
+
+def test_changed_extra_setting_requires_a_restart_though_the_environment_is_the_same(capsys, host, monkeypatch):
+    """PrivateDevices= takes effect only at a start: a drop-in rewritten with it needs a restart even when every
+    variable the process has is already right (remediate's SANDBOX fix depends on this)."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+    set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
+    _set_start(host, 77, os.lstat(host.dropin).st_mtime + 5)
+    FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
+                   'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
+    res = run(capsys, host, extra={'PrivateDevices': 'no'})
+    assert res['changed'] and res['restart_required'] is True
+    assert res['restart_reasons'] == [{'setting': 'PrivateDevices', 'before': None, 'after': 'no'}]
+    # the service restarted after the write: nothing more to do
+    _set_start(host, 77, os.lstat(host.dropin).st_mtime + 1)
+    again = run(capsys, host, extra={'PrivateDevices': 'no'})
+    assert not again['changed'] and again['restart_required'] is False, again['restart_reasons']
+    # a process older than the drop-in (written, never restarted) has not got the setting either
+    _set_start(host, 77, os.lstat(host.dropin).st_mtime - 30)
+    stale = run(capsys, host, extra={'PrivateDevices': 'no'})
+    assert not stale['changed'] and stale['restart_required'] is True
+    assert stale['restart_reasons'][0]['setting'] == 'PrivateDevices'
+    assert stale['restart_reasons'][0]['reason'] == 'drop-in written after the process started'
