@@ -1113,6 +1113,13 @@ def _gather_drivers(f, probe):
         seen.add(real)
         if any(_same_file(real, s) for s in shims) or _sha(real) in shim_shas:
             continue
+        if _toolkit_shim_file(real, shim['path']):
+            # another of the toolkit's own shims (vgpu_shim installs libvgpu-<kind>.so beside the CUDA shim),
+            # e.g. the NVML shim when the caller did not name it: never a driver
+            if 'nvml' in os.path.basename(real) and not f.p.get('nvml_shim'):
+                f.notes.append('%s is the toolkit\'s NVML shim but nvml_shim was not given: its links '
+                               '(libnvidia-ml.so.1) were not checked' % real)
+            continue
         reasons = looks_like_nvidia_driver(real, reference=shim['path'] if shim['exists'] else None,
                                            reference_soname=shim['soname'], dpkg_info_dir=f.paths.dpkg_info_dir)
         if not reasons:
@@ -1445,7 +1452,8 @@ def probe_evidence(r):
             'lib_dirs': r.get('lib_dirs'), 'ld_library_path': r.get('ld_library_path'), 'ld_preload': r.get('ld_preload'),
             'cuda_visible_devices': r.get('cuda_visible_devices'),
             'cuda': {'loaded': c.get('loaded'), 'loaded_as': c.get('loaded_as'), 'dlopen_error': c.get('dlopen_error'),
-                     'calls': [dict((k, x.get(k)) for k in ('call', 'rc', 'error', 'ms', 'value', 'device') if k in x)
+                     'calls': [dict((k, x.get(k)) for k in ('call', 'rc', 'error', 'ms', 'value', 'device', 'attr')
+                                    if k in x)
                                for x in c.get('calls') or []],
                      'driver_version': c.get('driver_version'), 'devices': c.get('devices')},
             'nvml': {'loaded': n.get('loaded'), 'dlopen_error': n.get('dlopen_error'),
@@ -1453,6 +1461,13 @@ def probe_evidence(r):
                                for x in n.get('calls') or []],
                      'driver_version': n.get('driver_version'), 'driver_major': n.get('driver_major')},
             'output': r.get('output')}
+
+
+def _toolkit_shim_file(path, cuda_shim):
+    """Whether path is one of the toolkit's shims: libvgpu-<kind>.so in the CUDA shim's directory (the names
+    vgpu_shim installs)."""
+    return (os.path.dirname(path) == os.path.dirname(realpath(cuda_shim))
+            and re.match(r'^libvgpu-[a-z]+\.so$', os.path.basename(path)) is not None)
 
 
 def _loaded_is_shim(f, path):

@@ -316,6 +316,22 @@ def test_driver_present_but_not_first_is_a_warning(host):
     assert res['healthy']
 
 
+def test_nvml_shim_not_named_by_the_caller_is_not_a_driver(host):
+    """An ad-hoc doctor run without nvml_shim (its default) on a host provisioned with the NVML shim: the
+    libnvidia-ml.so.1 links point at the toolkit's own libvgpu-nvml.so, which is no NVIDIA driver (it was
+    reported as DRIVER_SHADOW because its SONAME differs from the CUDA shim's)."""
+    host.healthy()
+    res = fakehost.diagnose(host, nvml_shim=None)
+    assert [f['code'] for f in res['findings'] if f['code'] == 'DRIVER_SHADOW'] == []
+    assert any("toolkit's NVML shim but nvml_shim was not given" in n for n in res['notes'])
+    # a real NVML library elsewhere is still one
+    real = host.install('nvml', host.P('/usr/lib/nvidia/libnvidia-ml.so.535.104.05'))
+    host.link(host.P('/usr/lib/nvidia/libnvidia-ml.so.1'), 'libnvidia-ml.so.535.104.05')
+    host.cache([('libnvidia-ml.so.1', host.P('/usr/lib/nvidia/libnvidia-ml.so.1'))])
+    res = fakehost.diagnose(host, nvml_shim=None)
+    assert [f['evidence']['real_path'] for f in res['findings'] if f['code'] == 'DRIVER_SHADOW'] == [real]
+
+
 def test_snap_beside_upstream_is_a_warning(host):
     host.healthy()
     os.makedirs(host.P('/snap/ollama'))
@@ -758,3 +774,13 @@ def test_vulkan_only_start_is_not_the_shim(host):
     assert res['healthy'] is False and res['driver_probe']['ran'] is True
     assert codes(res, 'error')[0] == 'DRIVER_API_ERROR'
     assert 'GPU mode on Vulkan only, not the CUDA shim' in res['summary']
+
+
+def test_probe_evidence_keeps_which_attribute_each_call_read():
+    """cuDeviceGetAttribute is called three times (75/76: compute capability, 18: integrated): the evidence
+    must say which one each call read."""
+    r = {'ok': True, 'cuda': {'calls': [{'call': 'cuDeviceGetAttribute', 'rc': 0, 'error': 'CUDA_SUCCESS',
+                                         'ms': 0.001, 'value': 9, 'device': 0, 'attr': 75, 'extra': 'x'}]}}
+    assert D.probe_evidence(r)['cuda']['calls'] == [{'call': 'cuDeviceGetAttribute', 'rc': 0,
+                                                     'error': 'CUDA_SUCCESS', 'ms': 0.001, 'value': 9,
+                                                     'device': 0, 'attr': 75}]
