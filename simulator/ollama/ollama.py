@@ -430,7 +430,8 @@ def server_env_map(p):
         "OLLAMA_MODELS": models_dir(),
         "OLLAMA_NOHISTORY": env_bool("OLLAMA_NOHISTORY"),
         "OLLAMA_NOPRUNE": env_bool("OLLAMA_NOPRUNE"),
-        "OLLAMA_NUM_PARALLEL": s("OLLAMA_NUM_PARALLEL") or ("1" if p.ver >= (0, 7, 0) else "0"),
+        # Uint("OLLAMA_NUM_PARALLEL", 0) envconfig/config.go:222@v0.9.6, 1 from v0.9.7-rc0 (:222@v0.10.0)
+        "OLLAMA_NUM_PARALLEL": s("OLLAMA_NUM_PARALLEL") or ("1" if p.ver >= (0, 9, 7) else "0"),
         "OLLAMA_ORIGINS": ORIGINS_OLD + ([] if p.ver < (0, 4, 0) else ["vscode-webview://*"])
         + ([] if p.ver < (0, 6, 0) else ["vscode-file://*"]),
         "OLLAMA_SCHED_SPREAD": env_bool("OLLAMA_SCHED_SPREAD"),

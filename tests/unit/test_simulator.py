@@ -909,3 +909,11 @@ def test_host_parsing(simmod, monkeypatch):
     for value, want in cases.items():
         monkeypatch.setenv("OLLAMA_HOST", value)
         assert simmod.parse_host()[:3] == want, value
+
+
+@pytest.mark.parametrize("version,default", [("0.5.7", "0"), ("0.9.6", "0"), ("0.9.7", "1"), ("0.10.0", "1"),
+                                             ("0.13.5", "1")])
+def test_num_parallel_default_follows_upstream(simmod, monkeypatch, version, default):
+    """Uint("OLLAMA_NUM_PARALLEL", 0) envconfig/config.go:222@v0.9.6; 1 at :222@v0.10.0 (changed in v0.9.7-rc0)."""
+    monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
+    assert simmod.server_env_map(simmod.Profile(version))["OLLAMA_NUM_PARALLEL"] == default
