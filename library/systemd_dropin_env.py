@@ -255,8 +255,9 @@ from ansible.module_utils.vgpu_fs import (
 )
 from ansible.module_utils.vgpu_systemd import (
     CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
-    parse_unit_text, process_start_time, quote_environment_assignment, read_proc_environ, try_systemctl_show,
-    unit_search_dirs, valid_unit_name, variables_set_by, shown_environment,
+    parse_unit_text, process_start_time, quote_environment_assignment, read_proc_environ,
+    systemctl_show_environment, try_systemctl_show, unit_search_dirs, valid_unit_name, variables_set_by,
+    shown_environment,
 )
 from ansible.module_utils.vgpu_unit_env import (
     describe_source, describe_unset, manager_environment, parse_show_environment, predict_environment,
@@ -417,11 +418,8 @@ def next_start_environment(module, unit, dirs, planned, props, details, systemd_
     manager's environment, PassEnvironment=, Environment=, EnvironmentFile=, UnsetEnvironment=;
     vgpu_unit_env.predict_environment). With systemd_current, the Environment= layer is systemd's loaded
     view (`systemctl show -p Environment`) where it differs from the files (someone else's reload pending)."""
-    shown = None
-    systemctl = module.get_bin_path('systemctl', required=False)
-    if systemctl:
-        rc, out, _err = module.run_command([systemctl, 'show-environment'])
-        shown = parse_show_environment(out) if rc == 0 else None
+    out = systemctl_show_environment(module)
+    shown = parse_show_environment(out) if out is not None else None
     predicted = predict_environment(unit, dirs, manager=manager_environment(shown, proc=PROC_ROOT),
                                     pid1_environ=read_proc_environ(1, PROC_ROOT), user=props.get('User') or None,
                                     props=props if systemd_current else None, extra=planned)

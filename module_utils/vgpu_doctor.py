@@ -41,8 +41,8 @@ from ansible.module_utils.vgpu_fs import (
 from ansible.module_utils.vgpu_systemd import (
     CONFLICT_VARIABLES, UNIT_DIRS, boot_id, dropin_files, environment_details, environment_of_text,
     find_conflicts, find_unit_file, journal_command, log_sink, parse_systemd_timestamp, parse_unit_text,
-    read_proc_environ, shown_environment, start_not_older_than, try_systemctl_show, unit_files_setting,
-    variables_unset_by,
+    proc_stat_fields, read_proc_environ, shown_environment, start_not_older_than, systemctl_show_environment,
+    try_systemctl_show, unit_files_setting, variables_unset_by,
 )
 from ansible.module_utils.vgpu_unit_env import (
     describe_source, environment_differences, manager_environment, parse_show_environment,
@@ -252,11 +252,7 @@ class Probe(object):
         """`systemctl show-environment` output (the manager's environment), or None."""
         if self.module is None:
             return None
-        systemctl = self.module.get_bin_path('systemctl', required=False)
-        if not systemctl:
-            return None
-        rc, out, _err = self.module.run_command([systemctl, 'show-environment'])
-        return out if rc == 0 else None
+        return systemctl_show_environment(self.module)
 
     def run(self, argv, env=None, timeout=2.0):
         """Run a read-only command with a clean environment (env replaces it) and a time limit."""
@@ -808,12 +804,10 @@ def _unit_conflicts(f, unit, unit_dirs):
 
 
 def _proc_stat_ppid(proc, pid):
-    text = _read_small(os.path.join(proc, pid, 'stat'), 4096)
-    if not text:
-        return None
+    fields = proc_stat_fields(pid, proc)
     try:
-        return int(text.rsplit(')', 1)[1].split()[1])
-    except (IndexError, ValueError):
+        return int(fields[1])
+    except (IndexError, TypeError, ValueError):
         return None
 
 

@@ -547,18 +547,36 @@ def _show_words(value):
     return words
 
 
-def process_start_time(pid, proc_root='/proc'):
-    """When a process started, in seconds since the epoch (proc(5): field 22 of /proc/PID/stat, starttime in
-    clock ticks since boot, plus btime of /proc/stat), or None if it cannot be read. Resolution: one tick."""
+def proc_stat_fields(pid, proc_root='/proc'):
+    """The fields of /proc/PID/stat after the command name (proc(5): field 3, the state, is [0]; ppid [1];
+    starttime [19]), or None if it cannot be read. The name is in parentheses and may contain spaces and ')':
+    counting starts after the last ')'."""
     try:
-        with open(os.path.join(proc_root, str(int(pid)), 'stat'), 'rb') as f:
-            stat = f.read().decode('ascii', 'replace')
+        with open(os.path.join(proc_root, str(pid), 'stat'), 'rb') as f:
+            stat = f.read(4096).decode('ascii', 'replace')
+        return stat[stat.rindex(')') + 2:].split()
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def systemctl_show_environment(module):
+    """`systemctl show-environment` output (the manager's environment), or None when it cannot be asked."""
+    systemctl = module.get_bin_path('systemctl', required=False)
+    if not systemctl:
+        return None
+    rc, out, _err = module.run_command([systemctl, 'show-environment'])
+    return out if rc == 0 else None
+
+
+def process_start_time(pid, proc_root='/proc'):
+    """When a process started, in seconds since the epoch (proc(5): starttime of /proc/PID/stat, in clock ticks
+    since boot, plus btime of /proc/stat), or None if it cannot be read. Resolution: one tick."""
+    fields = proc_stat_fields(pid, proc_root)
+    try:
         with open(os.path.join(proc_root, 'stat'), 'rb') as f:
             btime = [line for line in f.read().decode('ascii', 'replace').splitlines() if line.startswith('btime ')]
-        # the command name (field 2) is in parentheses and may contain spaces: count after the last ')'
-        fields = stat[stat.rindex(')') + 2:].split()
         return int(btime[0].split()[1]) + int(fields[19]) / float(os.sysconf('SC_CLK_TCK'))
-    except (IOError, OSError, ValueError, IndexError):
+    except (IOError, OSError, ValueError, IndexError, TypeError):
         return None
 
 

@@ -72,6 +72,13 @@ def expected_text(host):
     return HEADER + u'[Service]\nEnvironment="LD_PRELOAD=%s:%s"\n' % tuple(host.libs)
 
 
+def write_dropin(host):
+    """Our drop-in as the module writes it, already in place."""
+    os.makedirs(os.path.dirname(host.dropin))
+    with open(host.dropin, 'w') as f:
+        f.write(expected_text(host))
+
+
 # ------------------------------------------------------------------------------------------- rendering
 
 def test_render_exact_text():
@@ -160,9 +167,7 @@ def test_restart_required_in_check_mode_uses_planned_content(capsys, host, monke
 
 def test_correct_dropin_but_never_restarted(capsys, host, monkeypatch):
     """PRELOAD_NOT_APPLIED: nothing to change, yet the running process lacks the preload."""
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
                    'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
@@ -171,9 +176,7 @@ def test_correct_dropin_but_never_restarted(capsys, host, monkeypatch):
 
 
 def test_running_process_already_has_it(capsys, host, monkeypatch):
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
                    'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)}).install(monkeypatch)
@@ -225,9 +228,7 @@ def test_conflicts_reported(capsys, host, monkeypatch):
 def test_variable_unset_by_another_file_is_reported_and_asks_for_no_restart(capsys, host, monkeypatch):
     """systemctl show lists Environment= before UnsetEnvironment=: a preload another drop-in removes must not
     make every run ask for a restart (the running process can never have it); it is a warning instead."""
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     with open(os.path.join(os.path.dirname(host.dropin), 'zz-debug.conf'), 'w') as f:
         f.write('[Service]\nUnsetEnvironment=LD_PRELOAD\n')
     set_environ(host, 77, {'PATH': '/usr/bin:/bin'})
@@ -601,9 +602,7 @@ def test_environment_file_that_overrides_ours_is_reported_and_asks_for_no_restar
     """EnvironmentFile= wins over every Environment= line (execute.c:5140,1999@v252.31 - the files are merged
     after Environment=): when it sets LD_PRELOAD, a restart gives the process that file's value again, so a
     running process that already has it needs no restart - the drop-in's value is reported as overridden."""
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     envfile = os.path.join(host.root, 'etc/default/ollama')
     os.makedirs(os.path.dirname(envfile))
     with open(envfile, 'w') as f:
@@ -630,9 +629,7 @@ def test_environment_file_that_overrides_ours_is_reported_and_asks_for_no_restar
 
 def test_manager_environment_does_not_override_the_dropin(capsys, host, monkeypatch):
     """The manager's environment (systemctl set-environment) is the lowest layer: our Environment= wins."""
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
                    'Environment': 'PATH=/usr/bin:/bin LD_PRELOAD=%s' % ':'.join(host.libs)},
@@ -680,9 +677,7 @@ def test_process_start_time_reads_proc_stat(host):
 def test_changed_extra_setting_requires_a_restart_though_the_environment_is_the_same(capsys, host, monkeypatch):
     """PrivateDevices= takes effect only at a start: a drop-in rewritten with it needs a restart even when every
     variable the process has is already right (remediate's SANDBOX fix depends on this)."""
-    os.makedirs(os.path.dirname(host.dropin))
-    with open(host.dropin, 'w') as f:
-        f.write(expected_text(host))
+    write_dropin(host)
     set_environ(host, 77, {'PATH': '/usr/bin:/bin', 'LD_PRELOAD': ':'.join(host.libs)})
     _set_start(host, 77, os.lstat(host.dropin).st_mtime + 5)
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '77',
