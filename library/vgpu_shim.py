@@ -12,8 +12,10 @@ short_description: Validate and install vGPU shim libraries (and their loader pa
 description:
   - Checks that each shim is usable for this host before touching its I(dest) - a regular file, ELF64,
     little-endian, built for this host's machine (x86-64 or aarch64), a shared object (ET_DYN, not an
-    executable), matching I(sha256), and exporting every one of I(required_symbols) from its dynamic
-    symbol table. Any failed check, for any shim of the call, leaves the host exactly as it was.
+    executable), matching I(sha256), exporting every one of I(required_symbols) from its dynamic
+    symbol table, and exporting every C(cu*)/C(nvml*) symbol the I(consumers) installed on the host
+    (Ollama's C(libggml-cuda.so)) leave undefined. Any failed check, for any shim of the call, leaves the
+    host exactly as it was.
   - Then installs it at I(dest) atomically (a temp file in the same directory renamed into place).
     A symlink at I(dest) is replaced by the file; its target is never written. A directory at I(dest)
     is an error.
@@ -66,12 +68,29 @@ options:
   required_symbols:
     description:
       - Exports the shim must define (global or weak, function or object, in the dynamic symbol table).
-      - Default for C(cuda) - cuInit, cuDriverGetVersion, cuDeviceGetCount, cuDeviceGet, cuDeviceGetAttribute,
-        cuDeviceGetName, cuDeviceTotalMem_v2, cuGetProcAddress_v2, cuGetErrorString.
-      - Default for C(nvml) - nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlShutdown.
+      - The defaults for C(cuda) and C(nvml) are the union of what the real consumers of the shim need
+        (C(SHIM_CONSUMERS) in module_utils/vgpu_elf.py, with the upstream evidence per symbol; a refusal
+        names the consumer that needs each missing export). Citations are C(path:line@tag) in ollama/ollama.
+      - Default for C(cuda), from Ollama <=0.12.3 GPU discovery (all mandatory,
+        C(discover/gpu_info_nvcuda.c:22-31@v0.11.10)) - cuInit, cuDriverGetVersion, cuDeviceGetCount,
+        cuDeviceGet, cuDeviceGetAttribute, cuDeviceGetUuid, cuDeviceGetName, cuCtxCreate_v3, cuMemGetInfo_v2,
+        cuCtxDestroy; from the Ollama 0.30 native probe (C(discover/native_probe_linux.go:250-283@v0.30.11))
+        also cuDeviceTotalMem_v2; from C(libggml-cuda.so), which links the driver
+        (C(ml/backend/ggml/ggml/src/ggml-cuda/CMakeLists.txt:115-119@v0.13.5)) and is loaded with C(RTLD_NOW)
+        (C(ml/backend/ggml/ggml/src/ggml-backend-reg.cpp:173@v0.13.5)), its VMM pool's
+        cuMemGetAllocationGranularity, cuMemCreate, cuMemAddressReserve, cuMemMap, cuMemRelease, cuMemSetAccess,
+        cuMemUnmap, cuMemAddressFree (C(ggml-cuda.cu:283-293,539-596@v0.13.5)) and cuGetErrorString
+        (C(ggml-cuda/common.cuh:222@v0.13.5)); from the CUDA runtime (NVIDIA's Driver API documentation,
+        "Driver Entry Point Access"; no in-repo evidence) cuGetProcAddress, cuGetProcAddress_v2 and
+        cuGetExportTable (it must exist; a shim may answer it with an error, as the reference one does).
+      - Default for C(nvml), from ggml's NVML memory query in Ollama 0.12.5-0.13
+        (C(ml/backend/ggml/ggml/src/mem_nvml.cpp:178-184@v0.13.5)) - nvmlInit_v2, nvmlShutdown,
+        nvmlDeviceGetHandleByUUID, nvmlDeviceGetMemoryInfo, nvmlDeviceGetName, nvmlErrorString; from the
+        Ollama 0.30 native probe (C(discover/native_probe_linux.go:392-404@v0.30.11)) nvmlSystemGetDriverVersion;
+        for this toolkit's probe nvmlDeviceGetCount_v2.
       - Default for C(cudart) - cudaGetDeviceCount, cudaGetDevice, cudaSetDevice, cudaMemGetInfo,
         cudaDriverGetVersion, cudaRuntimeGetVersion, cudaGetErrorString.
-      - An empty list checks no symbols.
+      - An empty list checks no symbols (I(consumers) are still checked).
     type: list
     elements: str
   backup:
@@ -124,6 +143,26 @@ options:
     description: Create a missing parent directory of I(dest) (root-owned, C(0755)) instead of failing.
     type: bool
     default: false
+  consumers:
+    description:
+      - Files on the host that load the shims - host evidence of what they must export, checked for every
+        shim of the call (also in check mode, and for an installed build validated in place).
+      - Each entry is an absolute path or glob pattern; one that matches nothing is skipped (Ollama not
+        installed yet, or another layout). The files matched are reported in I(consumer_files).
+      - Every undefined dynamic symbol of a consumer in the namespace of a shim's I(kind) - C(cu) and a
+        capital letter (C(cuInit), C(cuMemCreate)) for C(cuda), C(nvml) and a capital letter for C(nvml) -
+        must be exported by that shim; otherwise the call fails, naming the consumer file and the missing
+        symbols, and changes nothing. C(libggml-cuda.so) is loaded with C(RTLD_NOW), so the real loader would
+        refuse it with C(undefined symbol). C(cudaXxx), C(cublasXxx) and the like come from the runtime
+        libraries Ollama bundles and are not the shim's; C(cudart) shims are not checked against consumers.
+      - A weak undefined reference is optional (the loader leaves it NULL) and is not required.
+      - A consumer that cannot be read as an ELF file is reported with a warning and not checked.
+      - An empty list checks no consumer files.
+    type: list
+    elements: str
+    default: [/usr/local/lib/ollama/cuda_v*/libggml-cuda.so, /usr/local/lib/ollama/libggml-cuda.so,
+              /usr/local/lib/ollama/runners/cuda_v*/libggml_cuda_v*.so,
+              /usr/lib/ollama/cuda_v*/libggml-cuda.so, /usr/lib/ollama/libggml-cuda.so]
   loader_conf:
     description:
       - A file in C(/etc/ld.so.conf.d) that lists the directories of the installed shims, one per line, so
@@ -174,6 +213,12 @@ EXAMPLES = r'''
     kind: nvml
     required_symbols: [nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlShutdown, nvmlDeviceGetHandleByIndex_v2]
 
+- name: Install the CUDA shim, checking it against an Ollama installed under /opt/ollama
+  vgpu_shim:
+    src: files/libvgpu-cuda.so
+    dest: /opt/vgpu/lib/libvgpu-cuda.so
+    consumers: [/opt/ollama/lib/ollama/cuda_v*/libggml-cuda.so]
+
 - name: Validate the installed CUDA shim in place (fails with needs_src when it is not that build)
   vgpu_shim:
     dest: /usr/lib64/libvgpu-cuda.so
@@ -214,6 +259,13 @@ machine:
   description: ELF machine of the shim, for example C(x86-64).
   returned: always
   type: str
+consumers_checked:
+  description: The I(consumer_files) this shim was checked against (empty for C(cudart), or when no consumer
+    file was found).
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/local/lib/ollama/cuda_v12/libggml-cuda.so, /usr/local/lib/ollama/cuda_v13/libggml-cuda.so]
 backup_file:
   description: Backup of the replaced file, when one was (or in check mode would be) made.
   returned: when a regular file with other content was replaced and I(backup) is true
@@ -230,7 +282,8 @@ changed:
   type: bool
 shims:
   description: One entry per shim - I(dest), I(kind), I(sha256), I(soname), I(needed), I(symbols),
-    I(interposed_symbols), I(machine), I(plan), I(backup_file) - as the top-level keys of the one-shim form.
+    I(interposed_symbols), I(machine), I(consumers_checked), I(plan), I(backup_file) - as the top-level keys
+    of the one-shim form.
   returned: always
   type: list
   elements: dict
@@ -238,6 +291,25 @@ loader_conf:
   description: The loader path file - I(path), I(state), I(dirs) and whether it I(changed).
   returned: when I(loader_conf) is set
   type: dict
+consumer_files:
+  description:
+    - The files the I(consumers) patterns matched, in order, each with the undefined symbols a shim provides -
+      I(path), I(symbols) (its strong undefined references a shim provides, a list per kind - C(cuda), C(nvml)),
+      I(weak_symbols) (its weak ones, optional, per kind) and I(error) (why the file was not checked, or null).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /usr/local/lib/ollama/cuda_v12/libggml-cuda.so
+      symbols: {cuda: [cuDeviceGet, cuDeviceGetAttribute, cuGetErrorString, cuMemAddressFree], nvml: []}
+      weak_symbols: {cuda: [], nvml: []}
+      error: null
+consumer_missing:
+  description: On a consumer refusal, per shim and consumer file - I(dest), I(consumer) and the I(symbols) the
+    shim lacks.
+  returned: when a shim does not export what a consumer file references (the call failed)
+  type: list
+  elements: dict
 needs_src:
   description: The I(dest)s that do not hold the build with the given I(sha256) and had no I(src) (the call failed).
   returned: on that failure
@@ -245,12 +317,13 @@ needs_src:
   elements: str
 '''
 
+import glob
 import os
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vgpu_elf import (
-    ElfError, REQUIRED_SYMBOLS, host_machine, read_elf, shim_problems,
+    CONSUMER_SYMBOL_PATTERNS, ElfError, REQUIRED_SYMBOLS, consumer_needs, host_machine, read_elf, shim_problems,
 )
 from ansible.module_utils.vgpu_fs import (
     atomic_copy, atomic_write, backup_path, describe, make_backup, mode_string, normalize_sha256, resolve_gid,
@@ -315,6 +388,52 @@ def validate_src(src, required, expect_sha, machine, label='src'):
     return info, sha, problems
 
 
+# Where Ollama's install.sh puts the CUDA backend (lib/ollama next to its bin/): the files whose undefined
+# cu* symbols a shim must export (keep in sync with the consumers default in DOCUMENTATION).
+DEFAULT_CONSUMERS = [
+    '/usr/local/lib/ollama/cuda_v*/libggml-cuda.so', '/usr/local/lib/ollama/libggml-cuda.so',
+    '/usr/local/lib/ollama/runners/cuda_v*/libggml_cuda_v*.so',   # 0.5.x (make/gpu.make:72-73@v0.5.7)
+    '/usr/lib/ollama/cuda_v*/libggml-cuda.so', '/usr/lib/ollama/libggml-cuda.so',
+]
+
+
+class Consumer(object):
+    """One file matched by consumers: what it needs from each kind of shim, or why it was not read."""
+
+    def __init__(self, path):
+        self.path = path
+        self.error = None
+        self.needs, self.weak = {}, {}
+        try:
+            info = read_elf(path)
+        except ElfError as e:
+            self.error = str(e)
+            return
+        except (IOError, OSError) as e:
+            self.error = '%s cannot be read: %s' % (path, e.strerror or e)
+            return
+        for kind in sorted(CONSUMER_SYMBOL_PATTERNS):
+            self.needs[kind], self.weak[kind] = consumer_needs(info, kind)
+
+    def result(self):
+        return dict(path=self.path, symbols=self.needs, weak_symbols=self.weak, error=self.error)
+
+
+def load_consumers(patterns):
+    """([Consumer], problems): the files the patterns match, each once, in order (a pattern's matches
+    sorted). A pattern that matches nothing is skipped: the file is not installed (yet)."""
+    consumers, problems, seen = [], [], set()
+    for pattern in patterns or []:
+        if not pattern or not os.path.isabs(pattern):
+            problems.append('consumers entries must be absolute paths or glob patterns, got %r' % (pattern,))
+            continue
+        for path in sorted(glob.glob(pattern)):
+            if path not in seen:
+                seen.add(path)
+                consumers.append(Consumer(path))
+    return consumers, problems
+
+
 def render_state(path, info):
     if info['kind'] == 'missing':
         return '%s: absent\n' % path
@@ -341,10 +460,11 @@ class Shim(object):
         if self.required is None:
             self.required = REQUIRED_SYMBOLS[self.kind]
         self.problems, self.warnings, self.plan = [], [], []
+        self.consumers_checked, self.consumer_missing = [], []
         self.needs_src = False
         self.info = self.sha = self.before = self.after = self.backup_file = None
 
-    def check(self, machine, mode, uid, gid, backup, create_parent):
+    def check(self, machine, mode, uid, gid, backup, create_parent, consumers=()):
         """Validate and plan; never changes anything."""
         if not self.dest or not os.path.isabs(self.dest):
             self.problems.append('dest must be an absolute path, got %r' % (self.dest,))
@@ -386,6 +506,9 @@ class Shim(object):
         self.problems.extend(problems)
         if problems:
             return
+        self.check_consumers(consumers, 'src' if self.src else 'installed', self.src or dest)
+        if self.problems:
+            return
 
         if parent['kind'] == 'missing':
             self.plan.append({'action': 'create_dir', 'path': dest_dir})
@@ -419,11 +542,30 @@ class Shim(object):
                                  'replaced (PRELOAD_HIJACK_RISK).' % (dest_dir, '; '.join(
                                      '%s %s' % (u['path'], u['problem']) for u in unsafe)))
 
+    def check_consumers(self, consumers, label, path):
+        """Host evidence: every strong undefined symbol of kind's namespace in each consumer file must be
+        exported by this shim (the loader resolves them against it, RTLD_NOW for libggml-cuda.so)."""
+        if self.kind not in CONSUMER_SYMBOL_PATTERNS:
+            return
+        have = set(self.info.exported_symbols())
+        for c in consumers:
+            if c.error:
+                continue
+            self.consumers_checked.append(c.path)
+            missing = [n for n in c.needs[self.kind] if n not in have]
+            if missing:
+                self.consumer_missing.append(dict(dest=self.dest, consumer=c.path, symbols=missing))
+                self.problems.append(
+                    '%s %s does not export %s, which %s on this host references (undefined there): the loader '
+                    'would refuse that file with "undefined symbol: %s". Rebuild the shim to export %s, or '
+                    'upgrade/remove that file' % (label, path, ', '.join(missing), c.path, missing[0],
+                                                  'them' if len(missing) > 1 else 'it'))
+
     def result(self):
         out = dict(dest=self.dest, kind=self.kind, sha256=self.sha, soname=self.info.soname,
                    needed=self.info.needed, symbols=len(self.info.exported_symbols()),
                    interposed_symbols=self.info.interposed_symbols(), machine=self.info.machine_name,
-                   plan=self.plan)
+                   consumers_checked=self.consumers_checked, plan=self.plan)
         if self.backup_file:
             out['backup_file'] = self.backup_file
         return out
@@ -488,6 +630,7 @@ def main():
             owner=dict(type='str', default='root'),
             group=dict(type='str', default='root'),
             create_parent=dict(type='bool', default=False),
+            consumers=dict(type='list', elements='str', default=list(DEFAULT_CONSUMERS)),
             loader_conf=dict(type='path'),
             loader_conf_state=dict(type='str', default='present', choices=['present', 'absent']),
         ),
@@ -525,16 +668,27 @@ def main():
         problems.append('dest %s is given for more than one shim' % ', '.join(twice))
     if p['loader_conf'] and not os.path.isabs(p['loader_conf']):
         problems.append('loader_conf must be an absolute path, got %r' % p['loader_conf'])
+    consumers, consumer_problems = load_consumers(p['consumers'])
+    problems.extend(consumer_problems)
     if problems:
         module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (what, '; '.join(problems)),
                          problems=problems)
+    consumer_files = [c.result() for c in consumers]
+    for c in consumers:
+        if c.error:
+            module.warn('consumer %s was not checked: %s' % (c.path, c.error))
     machine = host_machine()
     for s in shims:
-        s.check(machine, mode, uid, gid, p['backup'], p['create_parent'])
+        s.check(machine, mode, uid, gid, p['backup'], p['create_parent'], consumers)
         problems.extend(s.problems)
     if problems:
+        extra = {}
+        missing = [m for s in shims for m in s.consumer_missing]
+        if missing:
+            extra['consumer_missing'] = missing
         module.fail_json(msg='Refusing to install %s: %s. Nothing was changed.' % (what, '; '.join(problems)),
-                         problems=problems, dest=dests[0] if single else dests, src=p['src'] if single else None)
+                         problems=problems, dest=dests[0] if single else dests, src=p['src'] if single else None,
+                         consumer_files=consumer_files, **extra)
     needs_src = [s.dest for s in shims if s.needs_src]
     if needs_src:
         module.fail_json(msg='%s does not hold the build with the given sha256 and no src was given: give src '
@@ -557,7 +711,7 @@ def main():
 
     def report():
         """The result's shims and plan, as they stand (apply fills in the backups it made)."""
-        out = dict(changed=changed, shims=[s.result() for s in shims],
+        out = dict(changed=changed, shims=[s.result() for s in shims], consumer_files=consumer_files,
                    plan=[dict((k, v) for k, v in step.items() if k != 'content') for step in plan])
         if loader:
             out['loader_conf'] = loader

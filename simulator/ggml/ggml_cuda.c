@@ -9,6 +9,18 @@
  * ggml_backend_sim_discover() asks the driver what a ggml-cuda backend asks it
  * and writes the answers (or the failing CUresult) as JSON.
  * MIN_DRIVER: the lowest driver (CUDA encoding) this build works with.
+ *
+ * Like the real one (which links CUDA::cuda_driver,
+ * ml/backend/ggml/ggml/src/ggml-cuda/CMakeLists.txt:115-119@v0.13.5) it has
+ * undefined references to the virtual memory management API and
+ * cuGetErrorString: per device, cuDeviceGet + cuDeviceGetAttribute(102) and,
+ * when that is non-zero, cuMemGetAllocationGranularity
+ * (ggml-cuda.cu:282-290@v0.13.5); the VMM pool's calls (cuMemCreate,
+ * cuMemAddressReserve, cuMemMap, cuMemRelease, cuMemSetAccess, cuMemUnmap,
+ * cuMemAddressFree; ggml-cuda.cu:539-596@v0.13.5) in
+ * ggml_backend_sim_vmm_pool(), which discovery does not call. Loaded with
+ * RTLD_NOW (ggml-backend-reg.cpp:173@v0.13.5), it fails to load on a shim
+ * missing any of them, as the real backend does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -37,6 +49,18 @@ extern CUresult cuCtxDestroy_v2(CUcontext ctx);
 extern CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes);
 extern CUresult cuDeviceGetPCIBusId(char *pciBusId, int len, CUdevice dev);
 extern CUresult cuGetErrorString(CUresult error, const char **pStr);
+extern CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
+                                              CUmemAllocationGranularity_flags option);
+extern CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                            unsigned long long flags);
+extern CUresult cuMemRelease(CUmemGenericAllocationHandle handle);
+extern CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                    unsigned long long flags);
+extern CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size);
+extern CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                         unsigned long long flags);
+extern CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count);
+extern CUresult cuMemUnmap(CUdeviceptr ptr, size_t size);
 extern const char *ggml_sim_base_version(void);
 
 struct out { char *buf; size_t len, pos; };
@@ -108,6 +132,82 @@ static const char *nvml_status(void)
     return "ok";
 }
 
+static CUmemAllocationProp vmm_prop(CUdevice dev)
+{
+    CUmemAllocationProp prop;
+    memset(&prop, 0, sizeof(prop));
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = dev;
+    return prop;
+}
+
+/* ggml_cuda_init's VMM check (ggml-cuda.cu:282-290@v0.13.5): *granularity 0 when the device has no VMM */
+static CUresult vmm_granularity(CUdevice dev, size_t *granularity)
+{
+    CUmemAllocationProp prop = vmm_prop(dev);
+    size_t g = 0;
+    int vmm = 0;
+    CUresult r = cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev);
+    if (r == CUDA_SUCCESS && vmm)
+        r = cuMemGetAllocationGranularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED);
+    if (granularity) *granularity = g;
+    return r;
+}
+
+#define VMM_POOL_MAX_SIZE (1ull << 35)   /* CUDA_POOL_VMM_MAX_SIZE, ggml-cuda.cu:512@v0.13.5 */
+
+/* What ggml_cuda_pool_vmm does for one allocation of bytes on device and at its end (ggml-cuda.cu:534-596
+ * @v0.13.5): reserve the pool's address space, create and map physical memory at its start, release the
+ * handle, make it read/write, then unmap and free. In the simulator "device" memory is host memory, so
+ * the bytes are also written and read back. 0 on success, else the failing CUresult (-1: memory did not
+ * hold what was written; -2: the device has no VMM). */
+API int ggml_backend_sim_vmm_pool(int device, size_t bytes)
+{
+    CUmemAllocationProp prop;
+    CUmemAccessDesc access;
+    CUmemGenericAllocationHandle handle;
+    CUdeviceptr pool = 0;
+    CUdevice dev;
+    size_t g = 0, size, k;
+    volatile unsigned char *p;
+    CUresult r;
+    int bad = 0;
+
+    if ((r = cuInit(0)) != CUDA_SUCCESS || (r = cuDeviceGet(&dev, device)) != CUDA_SUCCESS) return r;
+    if ((r = vmm_granularity(dev, &g)) != CUDA_SUCCESS) return r;
+    if (g == 0) return -2;
+    size = (bytes + g - 1) / g * g;
+    if (size == 0) size = g;
+    prop = vmm_prop(dev);
+    if ((r = cuMemCreate(&handle, size, &prop, 0)) != CUDA_SUCCESS) return r;
+    if ((r = cuMemAddressReserve(&pool, VMM_POOL_MAX_SIZE, 0, 0, 0)) != CUDA_SUCCESS) {
+        cuMemRelease(handle);
+        return r;
+    }
+    if ((r = cuMemMap(pool, size, 0, handle, 0)) != CUDA_SUCCESS) {
+        cuMemRelease(handle);
+        cuMemAddressFree(pool, VMM_POOL_MAX_SIZE);
+        return r;
+    }
+    if ((r = cuMemRelease(handle)) != CUDA_SUCCESS) return r;
+    memset(&access, 0, sizeof(access));
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = dev;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    if ((r = cuMemSetAccess(pool, size, &access, 1)) != CUDA_SUCCESS) {
+        cuMemUnmap(pool, size);
+        cuMemAddressFree(pool, VMM_POOL_MAX_SIZE);
+        return r;
+    }
+    p = (volatile unsigned char *)(uintptr_t)pool;
+    for (k = 0; k < size; k += 4096) p[k] = (unsigned char)(k >> 12);
+    for (k = 0; k < size; k += 4096) bad |= p[k] != (unsigned char)(k >> 12);
+    if ((r = cuMemUnmap(pool, size)) != CUDA_SUCCESS) return r;
+    if ((r = cuMemAddressFree(pool, VMM_POOL_MAX_SIZE)) != CUDA_SUCCESS) return r;
+    return bad ? -1 : 0;
+}
+
 API int ggml_backend_sim_discover(char *buf, size_t len)
 {
     struct out o = {buf, len, 0};
@@ -155,6 +255,9 @@ API int ggml_backend_sim_discover(char *buf, size_t len)
         const unsigned char *u;
 
         if ((r = cuDeviceGet(&dev, i)) != CUDA_SUCCESS) { emit(&o, "],"); return fail(&o, "cuDeviceGet", r, NULL); }
+        if ((r = vmm_granularity(dev, NULL)) != CUDA_SUCCESS) {
+            emit(&o, "],"); return fail(&o, "cuMemGetAllocationGranularity", r, NULL);
+        }
         if ((r = cuDeviceGetName(name, sizeof(name), dev)) != CUDA_SUCCESS) { emit(&o, "],"); return fail(&o, "cuDeviceGetName", r, NULL); }
         if ((r = cuDeviceGetUuid(&uuid, dev)) != CUDA_SUCCESS) { emit(&o, "],"); return fail(&o, "cuDeviceGetUuid", r, NULL); }
         if ((r = cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)) != CUDA_SUCCESS ||

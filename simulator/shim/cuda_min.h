@@ -15,6 +15,37 @@ typedef struct { char bytes[16]; } CUuuid;
 typedef int CUdevice_attribute;
 typedef int CUdriverProcAddressQueryResult;
 
+/* Virtual memory management (cuda.h, CUDA 10.2+): what libggml-cuda.so's VMM pool uses. */
+typedef unsigned long long CUdeviceptr;                 /* CUdeviceptr_v2: 64-bit on every 64-bit host */
+typedef unsigned long long CUmemGenericAllocationHandle;
+typedef int CUmemAllocationType;
+typedef int CUmemAllocationHandleType;
+typedef int CUmemLocationType;
+typedef int CUmemAccess_flags;
+typedef int CUmemAllocationGranularity_flags;
+typedef struct { CUmemLocationType type; int id; } CUmemLocation;
+typedef struct {
+    CUmemAllocationType type;
+    CUmemAllocationHandleType requestedHandleTypes;
+    CUmemLocation location;
+    void *win32HandleMetaData;
+    struct {
+        unsigned char compressionType;
+        unsigned char gpuDirectRDMACapable;
+        unsigned short usage;
+        unsigned char reserved[4];
+    } allocFlags;
+} CUmemAllocationProp;
+typedef struct { CUmemLocation location; CUmemAccess_flags flags; } CUmemAccessDesc;
+
+#define CU_MEM_ALLOCATION_TYPE_PINNED        0x1
+#define CU_MEM_LOCATION_TYPE_DEVICE          0x1
+#define CU_MEM_ACCESS_FLAGS_PROT_NONE        0x0
+#define CU_MEM_ACCESS_FLAGS_PROT_READ        0x1
+#define CU_MEM_ACCESS_FLAGS_PROT_READWRITE   0x3
+#define CU_MEM_ALLOC_GRANULARITY_MINIMUM     0x0
+#define CU_MEM_ALLOC_GRANULARITY_RECOMMENDED 0x1
+
 #define CUDA_SUCCESS                    0
 #define CUDA_ERROR_INVALID_VALUE        1
 #define CUDA_ERROR_OUT_OF_MEMORY        2
@@ -26,6 +57,7 @@ typedef int CUdriverProcAddressQueryResult;
 #define CUDA_ERROR_INVALID_DEVICE       101
 #define CUDA_ERROR_INVALID_CONTEXT      201
 #define CUDA_ERROR_NOT_FOUND            500
+#define CUDA_ERROR_NOT_SUPPORTED        801
 #define CUDA_ERROR_SYSTEM_DRIVER_MISMATCH 803
 #define CUDA_ERROR_UNKNOWN              999
 

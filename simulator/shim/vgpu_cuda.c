@@ -19,10 +19,30 @@
  * CUDA_VISIBLE_DEVICES is honoured inside cuInit the way the real driver does
  * it: a comma separated list of ordinals or GPU-UUID prefixes, parsing stops at
  * the first invalid entry ("" and "-1" hide everything).
+ *
+ * Exports every default required symbol of module_utils/vgpu_elf.py
+ * (SHIM_CONSUMERS: Ollama's discovery and native probe, libggml-cuda.so's
+ * undefined references, the CUDA runtime's entry points), among them:
+ *   - the virtual memory management calls libggml-cuda.so links
+ *     (ml/backend/ggml/ggml/src/ggml-cuda/ggml-cuda.cu:283-293,539-596@v0.13.5),
+ *     on a host-memory model: cuMemAddressReserve reserves address space
+ *     (mmap PROT_NONE), cuMemCreate makes a "physical" allocation (a memfd of
+ *     that size, counted against the device's free memory), cuMemMap maps it
+ *     into a reservation, cuMemSetAccess mprotects, cuMemUnmap /
+ *     cuMemRelease / cuMemAddressFree undo; granularity 2 MiB; device
+ *     attribute 102 (VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) answers 1.
+ *   - cuGetExportTable, which the CUDA runtime needs (NVIDIA CUDA Driver API
+ *     docs, "Driver Entry Point Access"; no in-repo evidence): it exists, but
+ *     always fails with CUDA_ERROR_NOT_SUPPORTED (801) - a shim cannot provide
+ *     NVIDIA's private export tables, so the real libcudart will not run on it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 #include "cuda_min.h"
 #include "vgpu_config.h"
 
@@ -380,14 +400,303 @@ API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *
     return CUDA_SUCCESS;
 }
 
+/* ---- virtual memory management (host-memory model) --------------------- */
+
+#define VMM_GRANULARITY ((size_t)2 << 20)   /* 2 MiB, minimum and recommended */
+#define VMM_MAX_RESERVATIONS 64
+#define VMM_MAX_ALLOCATIONS 4096
+#define VMM_MAX_MAPPINGS 4096
+
+struct vmm_reservation { uintptr_t base; size_t size; };
+/* A handle is slot index + 1. Released while mapped, a slot lives on (not usable as a handle) until its
+ * last mapping is unmapped, like the driver's physical memory. */
+struct vmm_allocation { int used, released, maps, fd; size_t size; };
+struct vmm_mapping { uintptr_t base; size_t size; int alloc; };
+
+static struct vmm_reservation vmm_res[VMM_MAX_RESERVATIONS];
+static struct vmm_allocation vmm_alloc[VMM_MAX_ALLOCATIONS];
+static struct vmm_mapping vmm_map[VMM_MAX_MAPPINGS];
+static size_t vmm_bytes;        /* physical bytes held: counted against the device's free memory */
+static int vmm_lock_word;
+
+static void vmm_lock(void)
+{
+    while (__atomic_exchange_n(&vmm_lock_word, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+static void vmm_unlock(void)
+{
+    __atomic_store_n(&vmm_lock_word, 0, __ATOMIC_RELEASE);
+}
+
+static int vmm_aligned(uintptr_t v) { return v % VMM_GRANULARITY == 0; }
+
+static int vmm_prop_ok(const CUmemAllocationProp *prop)
+{
+    return prop->type == CU_MEM_ALLOCATION_TYPE_PINNED && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
+}
+
+/* the reservation holding [base, base+size), or NULL */
+static struct vmm_reservation *vmm_find_res(uintptr_t base, size_t size)
+{
+    int i;
+    for (i = 0; i < VMM_MAX_RESERVATIONS; i++)
+        if (vmm_res[i].size && base >= vmm_res[i].base && size <= vmm_res[i].size &&
+            base - vmm_res[i].base <= vmm_res[i].size - size)
+            return &vmm_res[i];
+    return NULL;
+}
+
+/* bytes of [base, base+size) covered by mappings; *partial set when a mapping sticks out of the range */
+static size_t vmm_covered(uintptr_t base, size_t size, int *partial)
+{
+    size_t covered = 0;
+    int i;
+    *partial = 0;
+    for (i = 0; i < VMM_MAX_MAPPINGS; i++) {
+        uintptr_t b = vmm_map[i].base, e = b + vmm_map[i].size;
+        if (!vmm_map[i].size || e <= base || b >= base + size) continue;
+        if (b < base || e > base + size) *partial = 1;
+        covered += (e < base + size ? e : base + size) - (b > base ? b : base);
+    }
+    return covered;
+}
+
+static void vmm_put_alloc(int a)
+{
+    if (vmm_alloc[a].released && vmm_alloc[a].maps == 0) {
+        vmm_bytes -= vmm_alloc[a].size;
+        memset(&vmm_alloc[a], 0, sizeof(vmm_alloc[a]));
+    }
+}
+
+API CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
+                                           CUmemAllocationGranularity_flags option)
+{
+    if (!granularity || !prop) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!vmm_prop_ok(prop)) return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_dev(prop->location.id)) return CUDA_ERROR_INVALID_DEVICE;
+    if (option != CU_MEM_ALLOC_GRANULARITY_MINIMUM && option != CU_MEM_ALLOC_GRANULARITY_RECOMMENDED)
+        return CUDA_ERROR_INVALID_VALUE;
+    *granularity = VMM_GRANULARITY;
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                         unsigned long long flags)
+{
+    int i, fd;
+    if (!handle || !prop || flags != 0 || size == 0 || !vmm_aligned(size)) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!vmm_prop_ok(prop)) return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_dev(prop->location.id)) return CUDA_ERROR_INVALID_DEVICE;
+    vmm_lock();
+    if (size > (size_t)cfg.free_bytes || vmm_bytes > (size_t)cfg.free_bytes - size) {
+        vmm_unlock();
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    for (i = 0; i < VMM_MAX_ALLOCATIONS && vmm_alloc[i].used; i++)
+        ;
+    if (i == VMM_MAX_ALLOCATIONS) { vmm_unlock(); return CUDA_ERROR_OUT_OF_MEMORY; }
+    fd = memfd_create("vgpu-vmm", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+        if (fd >= 0) close(fd);
+        vmm_unlock();
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    vmm_alloc[i].used = 1;
+    vmm_alloc[i].released = 0;
+    vmm_alloc[i].maps = 0;
+    vmm_alloc[i].fd = fd;
+    vmm_alloc[i].size = size;
+    vmm_bytes += size;
+    *handle = (CUmemGenericAllocationHandle)i + 1;
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+/* slot of a live (created, not yet released) handle, or -1 */
+static int vmm_handle(CUmemGenericAllocationHandle handle)
+{
+    if (handle == 0 || handle > VMM_MAX_ALLOCATIONS) return -1;
+    if (!vmm_alloc[handle - 1].used || vmm_alloc[handle - 1].released) return -1;
+    return (int)(handle - 1);
+}
+
+API CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+    int a;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    vmm_lock();
+    a = vmm_handle(handle);
+    if (a < 0) { vmm_unlock(); return CUDA_ERROR_INVALID_VALUE; }
+    close(vmm_alloc[a].fd);    /* the mappings keep the memory until they are unmapped */
+    vmm_alloc[a].fd = -1;
+    vmm_alloc[a].released = 1;
+    vmm_put_alloc(a);
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                 unsigned long long flags)
+{
+    size_t align = alignment > VMM_GRANULARITY ? alignment : VMM_GRANULARITY;
+    uintptr_t base, start;
+    void *p;
+    int i;
+    (void)addr;   /* a hint, as for the driver */
+    if (!ptr || flags != 0 || size == 0 || !vmm_aligned(size) || (alignment & (alignment - 1)) != 0 ||
+        size > SIZE_MAX - align)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    vmm_lock();
+    for (i = 0; i < VMM_MAX_RESERVATIONS && vmm_res[i].size; i++)
+        ;
+    if (i == VMM_MAX_RESERVATIONS) { vmm_unlock(); return CUDA_ERROR_OUT_OF_MEMORY; }
+    /* over-reserve, then trim to an aligned range of exactly size bytes */
+    p = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) { vmm_unlock(); return CUDA_ERROR_OUT_OF_MEMORY; }
+    base = (uintptr_t)p;
+    start = (base + align - 1) & ~(uintptr_t)(align - 1);
+    if (start > base) munmap(p, start - base);
+    if (start + size < base + size + align) munmap((void *)(start + size), base + size + align - start - size);
+    vmm_res[i].base = start;
+    vmm_res[i].size = size;
+    *ptr = (CUdeviceptr)start;
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
+{
+    struct vmm_reservation *r;
+    int partial;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    vmm_lock();
+    r = vmm_find_res((uintptr_t)ptr, size);
+    /* the whole reservation, with nothing mapped in it any more */
+    if (!r || r->base != (uintptr_t)ptr || r->size != size || vmm_covered(r->base, r->size, &partial)) {
+        vmm_unlock();
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    munmap((void *)r->base, r->size);
+    r->base = 0;
+    r->size = 0;
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                      unsigned long long flags)
+{
+    int a, i, partial;
+    if (flags != 0 || size == 0 || !vmm_aligned((uintptr_t)ptr) || !vmm_aligned(size) || !vmm_aligned(offset))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    vmm_lock();
+    a = vmm_handle(handle);
+    if (a < 0 || offset > vmm_alloc[a].size || size > vmm_alloc[a].size - offset ||
+        !vmm_find_res((uintptr_t)ptr, size) || vmm_covered((uintptr_t)ptr, size, &partial)) {
+        vmm_unlock();
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    for (i = 0; i < VMM_MAX_MAPPINGS && vmm_map[i].size; i++)
+        ;
+    if (i == VMM_MAX_MAPPINGS ||
+        mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_SHARED | MAP_FIXED, vmm_alloc[a].fd, (off_t)offset)
+            == MAP_FAILED) {
+        vmm_unlock();
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    vmm_map[i].base = (uintptr_t)ptr;
+    vmm_map[i].size = size;
+    vmm_map[i].alloc = a;
+    vmm_alloc[a].maps++;
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
+{
+    int prot = PROT_NONE, partial;
+    size_t i;
+    if (!desc || count == 0 || size == 0 || !vmm_aligned((uintptr_t)ptr) || !vmm_aligned(size))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    for (i = 0; i < count; i++) {
+        if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_INVALID_VALUE;
+        if (!valid_dev(desc[i].location.id)) return CUDA_ERROR_INVALID_DEVICE;
+        switch (desc[i].flags) {
+        case CU_MEM_ACCESS_FLAGS_PROT_NONE: break;
+        case CU_MEM_ACCESS_FLAGS_PROT_READ: prot |= PROT_READ; break;
+        case CU_MEM_ACCESS_FLAGS_PROT_READWRITE: prot |= PROT_READ | PROT_WRITE; break;
+        default: return CUDA_ERROR_INVALID_VALUE;
+        }
+    }
+    vmm_lock();
+    /* every byte of the range must be mapped */
+    if (vmm_covered((uintptr_t)ptr, size, &partial) != size ||
+        mprotect((void *)(uintptr_t)ptr, size, prot) != 0) {
+        vmm_unlock();
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
+API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    int i, partial;
+    if (size == 0 || !vmm_aligned((uintptr_t)ptr) || !vmm_aligned(size)) return CUDA_ERROR_INVALID_VALUE;
+    if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
+    vmm_lock();
+    /* whole mappings only, and all of the range mapped (one or several mappings) */
+    if (!vmm_find_res((uintptr_t)ptr, size) || vmm_covered((uintptr_t)ptr, size, &partial) != size || partial) {
+        vmm_unlock();
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    /* back to reserved, inaccessible address space */
+    if (mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+             -1, 0) == MAP_FAILED) {
+        vmm_unlock();
+        return CUDA_ERROR_UNKNOWN;
+    }
+    for (i = 0; i < VMM_MAX_MAPPINGS; i++) {
+        if (vmm_map[i].size && vmm_map[i].base >= (uintptr_t)ptr && vmm_map[i].base < (uintptr_t)ptr + size) {
+            int a = vmm_map[i].alloc;
+            memset(&vmm_map[i], 0, sizeof(vmm_map[i]));
+            vmm_alloc[a].maps--;
+            vmm_put_alloc(a);
+        }
+    }
+    vmm_unlock();
+    return CUDA_SUCCESS;
+}
+
 API CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes)
 {
     if (!free_bytes || !total_bytes) return CUDA_ERROR_INVALID_VALUE;
     if (!initialized) return CUDA_ERROR_NOT_INITIALIZED;
     if (!current_ctx) return CUDA_ERROR_INVALID_CONTEXT;
-    *free_bytes = (size_t)cfg.free_bytes;
+    vmm_lock();
+    *free_bytes = (size_t)cfg.free_bytes > vmm_bytes ? (size_t)cfg.free_bytes - vmm_bytes : 0;
+    vmm_unlock();
     *total_bytes = (size_t)cfg.total_bytes;
     return CUDA_SUCCESS;
+}
+
+/* ---- the runtime's private interfaces ---------------------------------- */
+
+/* The CUDA runtime asks the driver for private export tables (NVIDIA CUDA Driver API docs, "Driver Entry
+ * Point Access"; no in-repo evidence). Their layout is NVIDIA's and undocumented: this shim cannot
+ * provide them and says so, rather than hand out a table that would crash the caller. */
+API CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId)
+{
+    if (!ppExportTable || !pExportTableId) return CUDA_ERROR_INVALID_VALUE;
+    *ppExportTable = NULL;
+    return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -405,6 +714,7 @@ static const struct { CUresult code; const char *name, *text; } errors[] = {
     {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
     {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
     {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
     {CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
      "system has unsupported display driver / cuda driver combination"},
     {CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
@@ -470,6 +780,15 @@ static const struct { const char *name; int min_version; void *fn; } procs[] = {
     {"cuDevicePrimaryCtxGetState", 0, F(cuDevicePrimaryCtxGetState)},
     {"cuGetErrorString", 0, F(cuGetErrorString)},
     {"cuGetErrorName", 0, F(cuGetErrorName)},
+    {"cuMemGetAllocationGranularity", 0, F(cuMemGetAllocationGranularity)},
+    {"cuMemCreate", 0, F(cuMemCreate)},
+    {"cuMemRelease", 0, F(cuMemRelease)},
+    {"cuMemAddressReserve", 0, F(cuMemAddressReserve)},
+    {"cuMemAddressFree", 0, F(cuMemAddressFree)},
+    {"cuMemMap", 0, F(cuMemMap)},
+    {"cuMemSetAccess", 0, F(cuMemSetAccess)},
+    {"cuMemUnmap", 0, F(cuMemUnmap)},
+    {"cuGetExportTable", 0, F(cuGetExportTable)},
     {"cuGetProcAddress", 0, NULL},  /* patched below */
 };
 

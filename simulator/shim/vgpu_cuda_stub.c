@@ -47,3 +47,17 @@ API CUresult cuGetErrorName(CUresult error, const char **pStr) STUB
 API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
                                  cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus) STUB
 API CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags) STUB
+API CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId) STUB
+/* the virtual memory management calls libggml-cuda.so links (so that it loads, as on the real stub) */
+API CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
+                                           CUmemAllocationGranularity_flags option) STUB
+API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                         unsigned long long flags) STUB
+API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) STUB
+API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                 unsigned long long flags) STUB
+API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) STUB
+API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                      unsigned long long flags) STUB
+API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count) STUB
+API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) STUB

@@ -2,6 +2,14 @@
  * CUDA shim (same VGPU_SIM_* variables).  Like real NVML it ignores
  * CUDA_VISIBLE_DEVICES.  No constructor.
  *
+ * Exports every default required NVML symbol of module_utils/vgpu_elf.py:
+ * what ggml's NVML memory query dlsym()s (nvmlInit_v2, nvmlShutdown,
+ * nvmlDeviceGetHandleByUUID, nvmlDeviceGetMemoryInfo, nvmlDeviceGetName,
+ * nvmlErrorString; ml/backend/ggml/ggml/src/mem_nvml.cpp:178-184@v0.13.5),
+ * what the 0.30 native probe dlsym()s (nvmlSystemGetDriverVersion;
+ * discover/native_probe_linux.go:392-404@v0.30.11) and the toolkit probe's
+ * nvmlDeviceGetCount_v2.
+ *
  *   -DNVML_NEEDS_CUDA  the broken build from the field: the NVML shim was
  *                      linked against symbols that only the CUDA shim defines
  *                      (without a DT_NEEDED on it), so loading it on its own

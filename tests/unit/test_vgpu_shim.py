@@ -3,6 +3,7 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +12,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'el
 from module_harness import elf, run_module, tree_state  # noqa: E402,F401
 
 import vgpu_shim  # noqa: E402
+
+SHIPPED_CONSUMERS = list(vgpu_shim.DEFAULT_CONSUMERS)
+
+
+@pytest.fixture(autouse=True)
+def no_host_ollama(monkeypatch, tmp_path):
+    """Hermetic: the consumers default points at an empty place, not at an Ollama this machine may have."""
+    monkeypatch.setattr(vgpu_shim, 'DEFAULT_CONSUMERS', [str(tmp_path / 'no-ollama' / 'cuda_v*' / 'libggml-cuda.so')])
 
 
 def sha(path):
@@ -401,3 +410,213 @@ def test_loader_conf_symlink_is_replaced_not_written_through(capsys, host):
     res = run_module(vgpu_shim, dict(src=host.stage_file('cuda'), dest=host.dest, loader_conf=conf), capsys)
     assert res['changed'] and not os.path.islink(conf)
     assert open(victim).read() == '/somewhere\n'
+
+
+# ---------------------------------------------------------------------------- consumers (host evidence)
+# The shim must export every cu*/nvml* symbol the installed consumers (Ollama's libggml-cuda.so) leave
+# undefined: the loader opens them RTLD_NOW, one missing symbol and the CUDA backend does not load.
+
+SIM = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim')
+SIM_SRC = os.path.join(os.path.dirname(__file__), '..', '..', 'simulator')
+
+
+def sim_file(rel):
+    p = os.path.join(SIM, rel)
+    if not os.path.exists(p):
+        pytest.skip('%s not built (run simulator/build.sh)' % rel)
+    return p
+
+
+@pytest.fixture
+def ollama(host):
+    """<root>/usr/local/lib/ollama with the simulated CUDA backends (cuda_v12, cuda_v13) of simulator/build.sh."""
+    lib = os.path.join(str(host.root), 'usr', 'local', 'lib', 'ollama')
+    for d in ('cuda_v12', 'cuda_v13'):
+        os.makedirs(os.path.join(lib, d))
+        shutil.copy(sim_file('ggml/%s/libggml-cuda.so' % d), os.path.join(lib, d, 'libggml-cuda.so'))
+    return lib
+
+
+def gcc_so(host, name, code, *flags):
+    if shutil.which('gcc') is None:
+        pytest.skip('gcc not installed')
+    d = os.path.join(str(host.root), 'build')
+    if not os.path.isdir(d):
+        os.mkdir(d)
+    src = os.path.join(d, name + '.c')
+    with open(src, 'w') as f:
+        f.write(code)
+    out = os.path.join(d, name)
+    subprocess.run(['gcc', '-shared', '-fPIC', '-w', '-o', out, src] + list(flags), check=True)
+    return out
+
+
+def reference_shim_without(host, *hidden):
+    """The reference CUDA shim (simulator/shim/vgpu_cuda.c) built with some exports hidden."""
+    if shutil.which('gcc') is None:
+        pytest.skip('gcc not installed')
+    stage = os.path.join(str(host.root), 'stage')
+    vs = os.path.join(stage, 'hide.map')
+    with open(vs, 'w') as f:
+        f.write('{ global: *; local: %s; };\n' % '; '.join(hidden))
+    out = os.path.join(stage, 'libvgpu-cuda-without.so')
+    subprocess.run(['gcc', '-O2', '-fPIC', '-fvisibility=hidden', '-std=gnu99', '-w', '-shared', '-nostartfiles',
+                    '-Wl,-soname,libcuda.so.1', '-Wl,--version-script=%s' % vs, '-o', out,
+                    os.path.join(SIM_SRC, 'shim', 'vgpu_cuda.c')], check=True)
+    return out
+
+
+def stage_reference(host, rel='libvgpu-cuda.so'):
+    p = os.path.join(str(host.root), 'stage', os.path.basename(rel))
+    shutil.copy(sim_file('shim/' + rel), p)
+    return p
+
+
+def test_documented_defaults_match_the_module():
+    import yaml
+    doc = yaml.safe_load(vgpu_shim.DOCUMENTATION)
+    assert doc['options']['consumers']['default'] == SHIPPED_CONSUMERS
+    assert SHIPPED_CONSUMERS[:2] == ['/usr/local/lib/ollama/cuda_v*/libggml-cuda.so',
+                                     '/usr/local/lib/ollama/libggml-cuda.so']
+    text = ' '.join(doc['options']['required_symbols']['description'])
+    for name in vgpu_shim.REQUIRED_SYMBOLS['cuda'] + vgpu_shim.REQUIRED_SYMBOLS['nvml']:
+        assert name in text, name
+    for cite in ('discover/gpu_info_nvcuda.c:22-31@v0.11.10', 'discover/native_probe_linux.go:250-283@v0.30.11',
+                 'CMakeLists.txt:115-119@v0.13.5', 'ggml-backend-reg.cpp:173@v0.13.5',
+                 'mem_nvml.cpp:178-184@v0.13.5', 'no in-repo evidence'):
+        assert cite in text, cite
+    returns = yaml.safe_load(vgpu_shim.RETURN)
+    assert {'consumer_files', 'consumers_checked', 'consumer_missing'} <= set(returns)
+
+
+def test_shim_missing_cumemcreate_refused_naming_the_consumer(capsys, host):
+    res = refused(capsys, host, host.stage_file('no_cumemcreate'), expect='cuMemCreate')
+    assert ('does not export required symbol cuMemCreate (needed by libggml-cuda.so for its VMM pool, '
+            'ml/backend/ggml/ggml/src/ggml-cuda/ggml-cuda.cu:569@v0.13.5)') in res['msg']
+
+
+def test_consumers_pass_with_the_reference_shim(capsys, host, ollama):
+    src = stage_reference(host)
+    pattern = os.path.join(ollama, 'cuda_v*', 'libggml-cuda.so')
+    check = install(capsys, src, host.dest, check=True, consumers=[pattern])
+    assert check['changed'] and not check.get('failed')
+    res = install(capsys, src, host.dest, consumers=[pattern, os.path.join(ollama, 'libggml-cuda.so')])
+    assert res['changed'] and not res.get('failed'), res
+    want = [os.path.join(ollama, 'cuda_v12', 'libggml-cuda.so'), os.path.join(ollama, 'cuda_v13', 'libggml-cuda.so')]
+    assert res['consumers_checked'] == want == check['consumers_checked']
+    assert res['shims'][0]['consumers_checked'] == want
+    assert [c['path'] for c in res['consumer_files']] == want       # the missing top-level file: not matched
+    first = res['consumer_files'][0]
+    assert first['error'] is None and first['weak_symbols'] == {'cuda': [], 'nvml': []}
+    assert {'cuDeviceGet', 'cuDeviceGetAttribute', 'cuGetErrorString', 'cuMemCreate', 'cuMemMap',
+            'cuMemAddressReserve', 'cuMemSetAccess', 'cuMemUnmap', 'cuMemRelease', 'cuMemAddressFree',
+            'cuMemGetAllocationGranularity'} <= set(first['symbols']['cuda'])
+    assert first['symbols']['nvml'] == []
+
+
+def test_consumers_default(capsys, host, ollama, monkeypatch):
+    """Without consumers the module checks its default globs (here pointed at the temp tree)."""
+    monkeypatch.setattr(vgpu_shim, 'DEFAULT_CONSUMERS', [p.replace('/usr/local/lib/ollama', ollama)
+                                                         for p in SHIPPED_CONSUMERS[:2]])
+    src = reference_shim_without(host, 'cuMemMap', 'cuMemUnmap')
+    res = refused(capsys, host, src, required_symbols=[], expect='does not export cuMemMap, cuMemUnmap, which %s'
+                  % os.path.join(ollama, 'cuda_v12', 'libggml-cuda.so'))
+    assert 'undefined symbol: cuMemMap' in res['msg']
+    assert len(res['problems']) == 2            # cuda_v12 and cuda_v13
+    assert res['consumer_missing'] == [
+        dict(dest=host.dest, consumer=os.path.join(ollama, d, 'libggml-cuda.so'), symbols=['cuMemMap', 'cuMemUnmap'])
+        for d in ('cuda_v12', 'cuda_v13')]
+
+
+def test_consumer_lacking_symbol_refused_and_host_unchanged(capsys, host, ollama):
+    """A shim that passes its required_symbols but lacks what an installed backend references: refused,
+    in check mode too, and an existing install is left as it was."""
+    good = stage_reference(host)
+    install(capsys, good, host.dest, consumers=[])
+    bad = reference_shim_without(host, 'cuMemCreate')
+    consumers = [os.path.join(ollama, 'cuda_v12', 'libggml-cuda.so')]
+    for check in (True, False):
+        before = tree_state(host.root)
+        res = install(capsys, bad, host.dest, check=check, required_symbols=[], consumers=consumers)
+        assert res.get('failed') and 'Nothing was changed' in res['msg']
+        assert res['problems'] == [
+            'src %s does not export cuMemCreate, which %s on this host references (undefined there): the loader '
+            'would refuse that file with "undefined symbol: cuMemCreate". Rebuild the shim to export it, or '
+            'upgrade/remove that file' % (bad, consumers[0])]
+        assert tree_state(host.root) == before
+    assert sha(host.dest) == sha(good)
+    # with the default required_symbols the same shim fails both checks, each naming who needs cuMemCreate
+    res = refused(capsys, host, bad, consumers=consumers)
+    assert len(res['problems']) == 1 and 'libggml-cuda.so for its VMM pool' in res['problems'][0]
+
+
+WEAK_CONSUMER = r"""
+extern int cuInit(unsigned int);
+extern int cuMemCreate(void *, unsigned long, const void *, unsigned long long) __attribute__((weak));
+extern int cudaMalloc(void **, unsigned long);
+int use(void) { void *p = 0; return cuInit(0) + (cuMemCreate ? cuMemCreate(0, 0, 0, 0) : 0) + cudaMalloc(&p, 1); }
+"""
+
+
+def test_weak_undefined_is_optional(capsys, host):
+    consumer = gcc_so(host, 'libweak-consumer.so', WEAK_CONSUMER)
+    res = install(capsys, host.stage_file('no_cumemcreate'), host.dest, required_symbols=[], consumers=[consumer])
+    assert res['changed'] and not res.get('failed'), res
+    assert res['consumers_checked'] == [consumer]
+    assert res['consumer_files'] == [dict(path=consumer, symbols={'cuda': ['cuInit'], 'nvml': []},
+                                          weak_symbols={'cuda': ['cuMemCreate'], 'nvml': []}, error=None)]
+
+
+def test_nvml_and_cudart_kinds(capsys, host):
+    consumer = gcc_so(host, 'libnvml-consumer.so',
+                      'extern int nvmlNewCall(void); extern int cuInit(unsigned);\n'
+                      'int use(void) { return nvmlNewCall() + cuInit(0); }\n')
+    nvml_dest = os.path.join(host.libdir, 'libvgpu-nvml.so')
+    res = refused(capsys, host, host.stage_file('nvml'), dest=nvml_dest, kind='nvml', consumers=[consumer],
+                  expect='does not export nvmlNewCall, which %s' % consumer)
+    assert 'cuInit' not in res['msg']          # the CUDA shim's business, not the NVML one's
+    # a cudart shim is not judged by consumer files
+    res = install(capsys, host.stage_file('cudart'), os.path.join(host.libdir, 'libvgpu-cudart.so'), kind='cudart',
+                  consumers=[consumer])
+    assert res['changed'] and res['consumers_checked'] == []
+
+
+def test_installed_build_checked_against_a_new_consumer(capsys, host):
+    """Validated in place (no src): an Ollama installed later that needs more is caught on the next run."""
+    src = host.stage_file('cuda')
+    install(capsys, src, host.dest, consumers=[])
+    consumer = gcc_so(host, 'libggml-cuda.so', 'extern int cuBrandNew(void); int use(void) { return cuBrandNew(); }\n')
+    before = tree_state(host.root)
+    res = run_module(vgpu_shim, dict(dest=host.dest, sha256=sha(src), consumers=[consumer]), capsys)
+    assert res.get('failed') and 'installed %s does not export cuBrandNew, which %s' % (host.dest, consumer) \
+        in res['msg']
+    assert tree_state(host.root) == before
+
+
+def test_unreadable_consumer_warns_and_is_skipped(capsys, host):
+    d = os.path.join(str(host.root), 'ollama', 'cuda_v12')
+    os.makedirs(d)
+    with open(os.path.join(d, 'libggml-cuda.so'), 'w') as f:
+        f.write('not an ELF file\n')
+    res = install(capsys, host.stage_file('cuda'), host.dest,
+                  consumers=[os.path.join(str(host.root), 'ollama', 'cuda_v*', 'libggml-cuda.so')])
+    assert res['changed'] and res['consumers_checked'] == []
+    assert res['consumer_files'][0]['error'] and 'not an ELF file' in res['consumer_files'][0]['error']
+    assert any('was not checked' in w and 'libggml-cuda.so' in w for w in res['warnings'])
+
+
+def test_relative_consumer_refused(capsys, host):
+    refused(capsys, host, host.stage_file('cuda'), consumers=['lib/ollama/*.so'], expect='absolute paths')
+
+
+def test_shims_form_checks_each_kind(capsys, host, ollama):
+    src = stage_reference(host)
+    nvml = stage_reference(host, 'libvgpu-nvml.so')
+    args = dict(shims=[dict(src=src, dest=host.dest, kind='cuda'),
+                       dict(src=nvml, dest=os.path.join(host.libdir, 'libvgpu-nvml.so'), kind='nvml')],
+                consumers=[os.path.join(ollama, 'cuda_v*', 'libggml-cuda.so')])
+    res = run_module(vgpu_shim, args, capsys)
+    assert res['changed'] and not res.get('failed'), res
+    assert [len(s['consumers_checked']) for s in res['shims']] == [2, 2]
+    again = run_module(vgpu_shim, args, capsys)
+    assert not again['changed']
