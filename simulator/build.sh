@@ -18,9 +18,12 @@ REPO=$(dirname "$HERE")
 BUILD_ROOT=${VGPU_BUILD_DIR:-$REPO/.build}
 OUT=$BUILD_ROOT/sim
 CC=${CC:-gcc}
-# 0.32.15: the latest stable tag; its Linux amd64 tarball ships lib/ollama/{cuda_v12,cuda_v13,vulkan}
-# (Dockerfile:265-269 + scripts/build_linux.sh@v0.32.15: rocm_v* and mlx* go to separate tarballs)
-DEFAULT_VERSIONS="0.3.6:cuda_v11 0.5.7:cuda_v11,cuda_v12 0.11.4:cuda_v12 0.13.5:cuda_v12,cuda_v13,vulkan 0.30.1:cuda_v12,cuda_v13,vulkan 0.32.15:cuda_v12,cuda_v13,vulkan"
+# The simulated releases and their GPU dirs: the "releases" of simulator/fidelity.json (0.32.15, the
+# latest stable tag, ships lib/ollama/{cuda_v12,cuda_v13,vulkan}: Dockerfile:265-269 + scripts/build_linux.sh
+# @v0.32.15 put rocm_v* and mlx* in other tarballs)
+DEFAULT_VERSIONS=$(python3 -c 'import json, sys
+print(" ".join("%s:%s" % (r["version"], r["gpu_dirs"]) for r in json.load(open(sys.argv[1]))["releases"]))' \
+    "$HERE/fidelity.json")
 VERSIONS=${VGPU_SIM_VERSIONS:-$DEFAULT_VERSIONS}
 
 die() { echo "simulator/build.sh: $*" >&2; exit 1; }
@@ -38,7 +41,7 @@ stamp=$( {
     echo "versions=$VERSIONS"
     "$CC" --version 2>/dev/null | head -n1
     cd "$HERE"
-    find . -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.sh' -o -name 'ollama-sim-upgrade' \) \
+    find . -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.sh' -o -name '*.json' -o -name 'ollama-sim-upgrade' \) \
         -not -path '*/__pycache__/*' -print | LC_ALL=C sort | xargs sha256sum
 } | sha256sum | cut -d' ' -f1)
 
@@ -137,10 +140,70 @@ for item in $VERSIONS; do
     ver=${item%%:*}
     dirs=${item#*:}
     [ "$dirs" = "$item" ] && dirs=""
+    orig_dirs=$dirs
     stage=$TMP/stage/$ver
     mkdir -p "$stage/bin" "$stage/lib/ollama"
-    sed "s/@VERSION@/$ver/g" "$HERE/ollama/ollama.py" > "$stage/bin/ollama"
-    cp "$TMP/ggml/libggml-base.so" "$TMP/ggml/libggml-cpu-x64.so" "$stage/lib/ollama/"
+    # bin/ollama: the simulator with the fidelity table's source= lines and the release baked in
+    python3 "$HERE/fidelity.py" embed "$HERE/ollama/ollama.py" "$ver" | sed "s/@PAYLOADS@/${dirs}/g" > "$stage/bin/ollama"
+    # Layouts (simulator/fidelity.json, kind "layout"):
+    #   < 0.3.7   no tarball upstream: the bare binary (scripts/build_linux.sh:24@v0.3.6), its runners
+    #             embedded payloads extracted at start (llm/payload.go:23-44@v0.3.6); here bin/ollama alone
+    #   < 0.5.8   lib/ollama/runners/<name>_avx/ (ollama_llama_server + libggml_<name>.so) and the CUDA
+    #             runtimes flat in lib/ollama (make/common-defs.make:35-36, make/gpu.make:12,42,72-78@v0.5.7)
+    #   0.10.0-0.11.10  flat: libggml-*.so, libggml-cuda.so and the CUDA 12 runtime in lib/ollama
+    #             (CMakeLists.txt:81-88@v0.11.4)
+    #   otherwise lib/ollama/{libggml-base.so,libggml-cpu-*.so,cuda_vNN/,vulkan/} (CMakeLists.txt:38,77@v0.5.8)
+    if ! ver_ge "$ver" 0.3.7; then
+        layout=binary
+    elif ! ver_ge "$ver" 0.5.8; then
+        layout=runners
+    elif ver_ge "$ver" 0.10.0 && ! ver_ge "$ver" 0.11.11; then
+        layout=flat
+    else
+        layout=dirs
+    fi
+    stub_runner() {
+        printf '#!/bin/sh\necho "ollama_llama_server: model runner stand-in (not simulated)" >&2\nexit 1\n' > "$1"
+    }
+    case $layout in
+        binary)
+            rmdir "$stage/lib/ollama" "$stage/lib"
+            dirs="" ;;
+        runners)
+            for d in ${dirs//,/ }; do
+                case $d in
+                    cuda_v11) rt=libcudart.so.11.3.109; soname_link=libcudart.so.11.0 ;;  # cuda-toolkit-11-3
+                    cuda_v12) rt=libcudart.so.12.4.127; soname_link=libcudart.so.12 ;;    # cuda-toolkit-12-4
+                    *) die "backend dir '$d' is not in the runners layout of $ver" ;;
+                esac
+                build_cudart "$rt"
+                cp "$TMP/ggml/cudart/$rt" "$stage/lib/ollama/"
+                ln -s "$rt" "$stage/lib/ollama/$soname_link"
+                build_cuda_backend "$d"
+                mkdir -p "$stage/lib/ollama/runners/${d}_avx"
+                cp "$TMP/ggml/$d/libggml-cuda.so" "$stage/lib/ollama/runners/${d}_avx/libggml_$d.so"
+                stub_runner "$stage/lib/ollama/runners/${d}_avx/ollama_llama_server"
+            done
+            for c in cpu_avx cpu_avx2; do
+                mkdir -p "$stage/lib/ollama/runners/$c"
+                stub_runner "$stage/lib/ollama/runners/$c/ollama_llama_server"
+            done
+            dirs="" ;;
+        flat)
+            cp "$TMP/ggml/libggml-base.so" "$TMP/ggml/libggml-cpu-x64.so" "$stage/lib/ollama/"
+            for d in ${dirs//,/ }; do
+                [ "$d" = cuda_v12 ] || die "backend dir '$d' is not in the flat layout of $ver"
+                build_cuda_backend "$d"
+                cp "$TMP/ggml/$d/libggml-cuda.so" "$stage/lib/ollama/"
+                rt=$(cudart_name "$d")
+                build_cudart "$rt"
+                cp "$TMP/ggml/cudart/$rt" "$stage/lib/ollama/"
+                ln -s "$rt" "$stage/lib/ollama/${rt%.*.*}"
+            done
+            dirs="" ;;
+        dirs)
+            cp "$TMP/ggml/libggml-base.so" "$TMP/ggml/libggml-cpu-x64.so" "$stage/lib/ollama/" ;;
+    esac
     for d in ${dirs//,/ }; do
         mkdir -p "$stage/lib/ollama/$d"
         case $d in
@@ -160,9 +223,11 @@ for item in $VERSIONS; do
     done
     find "$stage" -type d -exec chmod 0755 {} +
     find "$stage" -type f -exec chmod 0755 {} +  # (symlinks untouched)
+    members=bin; [ -d "$stage/lib" ] && members="bin lib"
+    # shellcheck disable=SC2086
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime='2025-01-01 00:00:00Z' \
-        -C "$stage" -cf - bin lib | gzip -n -9 > "$TMP/ollama-$ver-linux-amd64.tgz"
-    echo "$ver ${dirs:-none}" >> "$TMP/versions.txt"
+        -C "$stage" -cf - $members | gzip -n -9 > "$TMP/ollama-$ver-linux-amd64.tgz"
+    echo "$ver ${orig_dirs:-none}" >> "$TMP/versions.txt"
 done
 rm -rf "$TMP/stage"
 

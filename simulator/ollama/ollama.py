@@ -69,6 +69,9 @@ class Profile(object):
         self.old_config_format = ver < (0, 7, 0)
         self.extract_embedded = (0, 3, 0) <= ver < (0, 5, 2)
         self.dynamic_libs = ver < (0, 5, 8)
+        # FindGPULibs searches Ollama's own lib dir first from 0.3.14 (discover/gpu.go:519-523@v0.5.7,
+        # :503@v0.11.4; not @v0.3.6)
+        self.bundled_first = ver >= (0, 3, 14)
         self.dynamic_libs_sprintf = ver < (0, 3, 11)
         self.runner_avx_suffix = (0, 5, 0) <= ver < (0, 5, 8)
         self.cpu_variant_capability = (0, 3, 8) <= ver < (0, 5, 8)
@@ -95,75 +98,44 @@ class Profile(object):
         # v0.30: llama-server + native-probe discovery; subprocess output only
         # at TRACE (discover/llama_server.go:167-172@v0.30.1)
         self.llama_server_discovery = era == "v0.30"
+        # the v0.12 era's failure line gains "detail" and follows "bootstrap discovery took"
+        # (discover/runner.go:433,460,462@v0.24.0; :437,462,464@v0.13.5)
+        self.failure_detail = era == "v0.12" and ver >= (0, 24, 0)
+        self.took_first = self.failure_detail
         self.sources = SOURCES[self.source_key()]
 
     def source_key(self):
-        if self.era == "v0.3":
-            return "0.3.6"
-        if self.era == "variant":
-            return "0.11.4" if self.ver >= (0, 6, 0) else "0.5.7"
-        if self.era == "v0.12":
-            return "0.13.5"
-        # 0.30.11-0.32.14 are not built; they get the nearest simulated release's lines
-        return "0.32.15" if self.ver >= (0, 30, 11) else "0.30.1"
+        """the simulated release whose upstream lines this version prints: the newest
+        simulated release of the same era that is not newer than it (the era's oldest
+        below that); fidelity.json lists the simulated releases"""
+        same = sorted((parse_version(v), v) for v in SOURCES if era_of(v) == self.era)
+        best = same[0][1]
+        for ver, v in same:
+            if ver <= self.ver:
+                best = v
+        return best
 
 
-# source=file.go:N of the lines we print, from the upstream sources.
-SOURCES = {
-    "0.3.6": {"config": "routes.go:1125", "blobs": "images.go:782", "unused": "images.go:790",
-              "listen": "routes.go:1172", "extract": "payload.go:30", "dynlibs": "payload.go:44",
-              "looking": "gpu.go:204", "nocompat": "gpu.go:350", "compute": "types.go:105",
-              "nodev": "gpu.go:560", "noload": "gpu.go:568", "failure": "gpu.go:204",
-              "llmlib": "server.go:171", "debug": "gpu.go:510"},
-    "0.5.7": {"config": "routes.go:1187", "blobs": "images.go:432", "unused": "images.go:439",
-              "listen": "routes.go:1238", "extract": "payload.go:30", "dynlibs": "routes.go:1267",
-              "looking": "gpu.go:226", "nocompat": "gpu.go:392", "compute": "types.go:131",
-              "nodev": "gpu.go:620", "noload": "gpu.go:630", "failure": "gpu.go:226",
-              "llmlib": "server.go:158", "debug": "gpu.go:512"},
-    "0.11.4": {"config": "routes.go:1304", "blobs": "images.go:477", "unused": "images.go:484",
-               "listen": "routes.go:1357", "looking": "gpu.go:217", "nocompat": "gpu.go:377",
-               "compute": "types.go:130", "nodev": "gpu.go:602", "noload": "gpu.go:612",
-               "failure": "gpu.go:217", "lowvram": "routes.go:1398", "llmlib": "server.go:275",
-               "debug": "gpu.go:500"},
-    "0.13.5": {"config": "routes.go:1554", "blobs": "images.go:493", "unused": "images.go:500",
-               "listen": "routes.go:1607", "discovering": "runner.go:67", "vulkan_off": "runner.go:106",
-               "failure": "runner.go:464", "override": "runner.go:485", "override2": "runner.go:489",
-               "compute_gpu": "types.go:42", "compute_cpu": "types.go:60", "starting": "server.go:429",
-               "lowvram": "routes.go:1648", "vramctx": "routes.go:1739", "cloud": "routes.go:1665",
-               "took": "runner.go:440", "skipreq": "runner.go:98", "filtered": "runner.go:146",
-               "debug": "runner.go:458"},
-    # v0.30 era: server/routes.go, server/images.go, discover/{runner,types,llama_server,
-    # native_probe,cuda_compat}.go at the tag (the line of the slog call)
-    "0.30.1": {"config": "routes.go:1919", "cloud": "routes.go:1921", "blobs": "images.go:864",
-               "unused": "images.go:871", "listen": "routes.go:1981", "discovering": "runner.go:60",
-               "failure": "runner.go:513", "watchdog": "runner.go:575", "override": "runner.go:713",
-               "override2": "runner.go:717", "compute_gpu": "types.go:32", "compute_cpu": "types.go:50",
-               "vramctx": "routes.go:2031", "took": "runner.go:485", "skipreq": "runner.go:92",
-               "filtered": "runner.go:151", "gpu_took": "runner.go:42", "evaluating": "runner.go:122",
-               "verifying": "runner.go:144", "adjusting": "runner.go:191", "dropdup": "runner.go:226",
-               "removing": "runner.go:181", "overlap": "runner.go:466",
-               "ls_took": "llama_server.go:52", "ls_trace": "llama_server.go:71",
-               "ls_stopped": "llama_server.go:121", "ls_exited": "llama_server.go:124",
-               "ls_timeout": "llama_server.go:130", "ls_sysinfo": "llama_server.go:135",
-               "ls_listfail": "llama_server.go:150", "native_fail": "native_probe.go:259",
-               "native_fail2": "native_probe.go:262",
-               "gate_unverified": "cuda_compat.go:28", "gate_570": "cuda_compat.go:38"},
-    "0.32.15": {"config": "routes.go:1951", "cloud": "routes.go:1953", "blobs": "images.go:919",
-                "unused": "images.go:926", "listen": "routes.go:2008", "discovering": "runner.go:60",
-                "failure": "runner.go:522", "watchdog": "runner.go:584", "override": "runner.go:722",
-                "override2": "runner.go:726", "compute_gpu": "types.go:32", "compute_cpu": "types.go:50",
-                "vramctx": "routes.go:2058", "took": "runner.go:494", "skipreq": "runner.go:101",
-                "filtered": "runner.go:160", "gpu_took": "runner.go:42", "evaluating": "runner.go:131",
-                "verifying": "runner.go:153", "adjusting": "runner.go:200", "dropdup": "runner.go:235",
-                "removing": "runner.go:190", "overlap": "runner.go:475",
-                "ls_took": "llama_server.go:52", "ls_trace": "llama_server.go:71",
-                "ls_stopped": "llama_server.go:121", "ls_exited": "llama_server.go:124",
-                "ls_timeout": "llama_server.go:130", "ls_sysinfo": "llama_server.go:135",
-                "ls_listfail": "llama_server.go:150", "native_fail": "native_probe.go:259",
-                "native_fail2": "native_probe.go:262",
-                "gate_unverified": "cuda_compat.go:39", "gate_550": "cuda_compat.go:65",
-                "gate_570": "cuda_compat.go:70"},
-}
+# source=file.go:N of the lines we print: the log rows of the fidelity table
+# (simulator/fidelity.json, each row cited path:line@tag and checked against
+# upstream by `simulator/fidelity.py verify`).  build.sh bakes them in; from the
+# source tree they are read from the table beside this file.
+FIDELITY_SOURCES = None  # @FIDELITY_SOURCES@
+
+
+def _load_sources():
+    if FIDELITY_SOURCES is not None:
+        return FIDELITY_SOURCES
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fidelity.json")
+    out = {}
+    with open(path) as f:
+        for r in json.load(f)["rows"]:
+            if r["kind"] == "log":
+                out.setdefault(r["release"], {})[r["key"]] = r["source"]
+    return out
+
+
+SOURCES = _load_sources()
 LOAD_SOURCES = {"offload": "ggml.go:482", "started": "server.go:1289", "loading": "server.go:215"}
 
 # ---------------------------------------------------------------------------
@@ -455,20 +427,29 @@ def server_env_map(p):
         if p.ver < (0, 30, 0):
             m["OLLAMA_MULTIUSER_CACHE"] = env_bool("OLLAMA_MULTIUSER_CACHE")
     if p.ver >= (0, 11, 0):
-        m["OLLAMA_CONTEXT_LENGTH"] = s("OLLAMA_CONTEXT_LENGTH") or ("4096" if p.ver < (0, 30, 0) else "0")
+        # 4096 until 0.15.4, 0 (VRAM-based) from 0.15.5 (envconfig/config.go:232@v0.24.0)
+        m["OLLAMA_CONTEXT_LENGTH"] = s("OLLAMA_CONTEXT_LENGTH") or ("4096" if p.ver < (0, 15, 5) else "0")
         if p.ver < (0, 30, 0):
             m["OLLAMA_NEW_ENGINE"] = env_bool("OLLAMA_NEW_ENGINE")
-    if p.ver >= (0, 12, 11):
-        m["GGML_VK_VISIBLE_DEVICES"] = s("GGML_VK_VISIBLE_DEVICES")
+    if p.ver >= (0, 12, 0):
         m["OLLAMA_REMOTES"] = (s("OLLAMA_REMOTES") or "ollama.com").split(",")
+    if p.ver >= (0, 12, 6):
+        m["GGML_VK_VISIBLE_DEVICES"] = s("GGML_VK_VISIBLE_DEVICES")
+    if p.ver >= (0, 12, 11):
         m["OLLAMA_VULKAN"] = vulkan_enabled(p)
-    if p.ver >= (0, 30, 0):
-        for k in ("LLAMA_ARG_FIT", "LLAMA_ARG_FIT_TARGET", "OLLAMA_EDITOR", "OLLAMA_MAX_TRANSFER_STREAMS"):
-            m[k] = s(k)
-        m["OLLAMA_DEBUG_LOG_REQUESTS"] = env_bool("OLLAMA_DEBUG_LOG_REQUESTS")
-        m["OLLAMA_GO_TEMPLATE"] = env_bool("OLLAMA_GO_TEMPLATE")
-        m["OLLAMA_IGPU_ENABLE"] = env_bool("OLLAMA_IGPU_ENABLE")
+    if p.ver >= (0, 16, 0):
+        m["OLLAMA_EDITOR"] = s("OLLAMA_EDITOR")
+    if p.ver >= (0, 16, 2):
         m["OLLAMA_NO_CLOUD"] = env_bool("OLLAMA_NO_CLOUD")
+    if p.ver >= (0, 18, 3):
+        m["OLLAMA_DEBUG_LOG_REQUESTS"] = env_bool("OLLAMA_DEBUG_LOG_REQUESTS")
+    if p.ver >= (0, 23, 3):
+        m["OLLAMA_MAX_TRANSFER_STREAMS"] = s("OLLAMA_MAX_TRANSFER_STREAMS") or "4"   # config.go:285,327@v0.32.15
+    if p.ver >= (0, 30, 0):
+        for k in ("LLAMA_ARG_FIT", "LLAMA_ARG_FIT_TARGET"):
+            m[k] = s(k)
+        m["OLLAMA_GO_TEMPLATE"] = env_bool("OLLAMA_GO_TEMPLATE", True)   # GoTemplate(true), config.go:315@v0.32.15
+        m["OLLAMA_IGPU_ENABLE"] = s("OLLAMA_IGPU_ENABLE")               # String(...)(), config.go:319@v0.32.15
     return m
 
 
@@ -1092,6 +1073,20 @@ def exit_text(code):
     return "exit status %d" % code
 
 
+def free_tcp_port():
+    """StartRunner's port: ListenTCP("localhost:0") and close (llm/server.go:330-337@v0.13.5)"""
+    import socket
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    except OSError:
+        import random
+        return random.randint(49152, 65534)
+    finally:
+        s.close()
+
+
 class Discovery(object):
     def __init__(self, profile, log):
         self.p = profile
@@ -1120,7 +1115,10 @@ class Discovery(object):
         exe = self_exe()
         args = [exe, "runner", "--discover"] + ([gpudir] if gpudir else [])
         if self.p.era == "v0.12":
-            self.log.info("starting", "starting runner", "cmd", " ".join(args))
+            # StartRunner (llm/server.go:319-349,429@v0.13.5) logs exec.Cmd.String() of
+            # `ollama runner --ollama-engine --port N`; the simulator runs its own arguments
+            self.log.info("starting", "starting runner", "cmd", "%s runner --ollama-engine --port %d" % (
+                exe, free_tcp_port()))
         res = RunnerResult(gpudir, extra or {})
         res.dirs = dirs
         res.started = time.time()
@@ -1164,51 +1162,38 @@ class Discovery(object):
                 except OSError:
                     pass
 
-    def report(self, res):
-        """logs after one runner finished, eras before v0.30 (v0.30: report_v030)"""
-        p, log = self.p, self.log
-        if res.timed_out:
-            log.info("failure", "failure during GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
-                     "extra_envs", res.extra_envs, "error", "failed to finish discovery before timeout")
-            return
-        if p.era == "v0.12":
-            log.debug("took", "bootstrap discovery took", "duration", go_duration(int(res.duration * 1e9)),
-                      "OLLAMA_LIBRARY_PATH", res.dirs, "extra_envs", res.extra_envs)
-        if res.data is None:
-            log.debug("debug", "runner exited without reporting devices", "OLLAMA_LIBRARY_PATH", res.dirs,
-                      "code", res.exit_code, "stderr", res.stderr.strip()[-500:])
-            if p.era == "v0.12" and res.exit_code is not None and res.exit_code < 0:
-                # upstream: ExitCode() is -1 for a signalled runner -> logged at INFO
-                log.info("failure", "failure during GPU discovery", "OLLAMA_LIBRARY_PATH", res.dirs,
-                         "extra_envs", res.extra_envs, "error", "runner crashed")
-            return
-        for path, err, result in res.failures():
-            code = ((result or {}).get("error") or {}).get("code")
-            driver_lib = (result or {}).get("driver_lib")
-            if p.era in ("v0.3", "variant") and driver_lib and code is not None and \
-                    ((result or {}).get("error") or {}).get("call") == "cuInit":
-                self.old_driver_message(driver_lib, code)
-            log.debug("debug", "backend library failed to initialize", "library", path, "error", err)
+    def took_line(self, res):
+        self.log.debug("took", "bootstrap discovery took", "duration", go_duration(int(res.duration * 1e9)),
+                       "OLLAMA_LIBRARY_PATH", res.dirs, "extra_envs", res.extra_envs)
 
-    def old_driver_message(self, lib, code):
-        """pre-0.12 in-process driver bootstrap messages (gpu.go loadNVCUDAMgmt)"""
-        log = self.log
-        if self.p.era == "v0.3":
-            if code == 100:
-                log.info("nodev", "no nvidia devices detected", "library", lib)
-            elif code in (35, 803):
-                log.warn("nodev", "version mismatch between driver and cuda driver library - reboot or upgrade may be required",
-                         "library", lib, "error", "cuda driver library init failure: %d" % code)
+    def failure_line(self, res, error):
+        attrs = ["OLLAMA_LIBRARY_PATH", res.dirs, "extra_envs", res.extra_envs, "error", error]
+        if self.p.failure_detail:   # "detail", status.LastError() (discover/runner.go:462@v0.24.0)
+            attrs += ["detail", status_last_error(res.stderr.splitlines())]
+        self.log.info("failure", "failure during GPU discovery", *attrs)
+
+    def report(self, res):
+        """logs after one runner finished, the v0.12 era (v0.30: report_v030)"""
+        p, log = self.p, self.log
+        if p.took_first:   # the deferred "took" runs before the failure line from 0.24.0 (runner.go:433,462@v0.24.0)
+            self.took_line(res)
+        if res.timed_out:
+            self.failure_line(res, "failed to finish discovery before timeout")
+            return
+        if p.era == "v0.12" and not p.took_first:
+            self.took_line(res)
+        if res.data is None:
+            if res.exit_code is not None and res.exit_code < 0:
+                # ExitCode() is -1 for a signalled runner -> INFO (discover/runner.go:463-465@v0.13.5)
+                self.failure_line(res, "runner crashed")
             else:
-                log.info("noload", "unable to load cuda driver library", "library", lib,
-                         "error", "cuda driver library init failure: %d" % code)
-        else:
-            if code == 100:
-                log.info("nodev", "no nvidia devices detected by library %s" % lib)
-            elif code in (35, 803):
-                log.warn("nodev", "version mismatch between driver and cuda driver library - reboot or upgrade may be required: library %s" % lib)
-            else:
-                log.info("noload", "Unable to load cudart library %s: cuda driver library init failure: %d" % (lib, code))
+                attrs = ["OLLAMA_LIBRARY_PATH", res.dirs, "extra_envs", res.extra_envs, "code", res.exit_code]
+                if p.failure_detail:
+                    attrs += ["detail", status_last_error(res.stderr.splitlines())]
+                log.trace("exited", "runner exited", *attrs)
+            return
+        # the runner's own output reaches the server's stderr only at TRACE (discover/runner.go:431-434@v0.13.5)
+        log.raw(res.data.get("ggml_server_log") or [])
 
     def dirs_to_probe(self):
         p, log = self.p, self.log
@@ -1720,19 +1705,300 @@ def override_warnings(p, log):
         log.warn("override2", "if GPUs are not correctly discovered, unset and try again")
 
 
+PAYLOADS = "@PAYLOADS@"   # the GPU runners a 0.3.x binary embeds (build.sh)
+
+
 def runner_names(p, disc):
-    names = ["cpu", "cpu_avx", "cpu_avx2"]
-    for d in gpu_lib_dirs(disc.libdir):
-        b = os.path.basename(d)
-        if b.startswith("cuda_v"):
-            names.append(b + ("_avx" if p.runner_avx_suffix else ""))
-    return sorted(names)
+    """the runners the release can pick: 0.3.x its embedded payloads (cpu, cpu_avx,
+    cpu_avx2 + GPU ones, llm/payload.go:23-44@v0.3.6), 0.5.x the dirs under
+    lib/ollama/runners plus the built-in cpu (runners/common.go@v0.5.7)"""
+    if p.extract_embedded or not os.path.isdir(os.path.join(disc.libdir, "runners")):
+        gpu = [] if PAYLOADS.startswith("@") else [x for x in PAYLOADS.split(",") if x]
+        return sorted(["cpu", "cpu_avx", "cpu_avx2"] + gpu)
+    try:
+        return sorted(set(["cpu"] + [n for n in os.listdir(os.path.join(disc.libdir, "runners"))
+                                     if os.path.isdir(os.path.join(disc.libdir, "runners", n))]))
+    except OSError:
+        return ["cpu"]
+
+
+# ---- before 0.12.4: GPU discovery inside the server process ------------------
+# GetGPUInfo -> initCudaHandles (gpu/gpu.go:204,80-140@v0.3.6; discover/gpu.go:226,80-160@v0.5.7;
+# discover/gpu.go:217,90-150@v0.11.4): FindGPULibs globs for libcuda.so*, resolves each match's
+# symlinks and dlopen()s the result by its full path (RTLD_LAZY, gpu_info_nvcuda.c:33@v0.5.7);
+# the first library whose ten symbols resolve and whose cuInit/cuDeviceGetCount succeed wins.
+# No runner subprocess, no LD_LIBRARY_PATH of Ollama's own: the server's environment decides.
+
+NVCUDA_GLOBS = [  # gpu/gpu_linux.go:29-39@v0.3.6 = discover/gpu_linux.go:33-43@v0.5.7 = @v0.11.4
+    "/usr/local/cuda*/targets/*/lib/libcuda.so*",
+    "/usr/lib/*-linux-gnu/nvidia/current/libcuda.so*",
+    "/usr/lib/*-linux-gnu/libcuda.so*",
+    "/usr/lib/wsl/lib/libcuda.so*",
+    "/usr/lib/wsl/drivers/*/libcuda.so*",
+    "/opt/cuda/lib*/libcuda.so*",
+    "/usr/local/cuda/lib*/libcuda.so*",
+    "/usr/lib*/libcuda.so*",
+    "/usr/local/lib*/libcuda.so*",
+]
+CUDART_GLOBS = [  # gpu/gpu_linux.go:12-25@v0.3.6 = discover/gpu_linux.go:16-29@v0.5.7
+    "/usr/local/cuda/lib64/libcudart.so*",
+    "/usr/lib/x86_64-linux-gnu/nvidia/current/libcudart.so*",
+    "/usr/lib/x86_64-linux-gnu/libcudart.so*",
+    "/usr/lib/wsl/lib/libcudart.so*",
+    "/usr/lib/wsl/drivers/*/libcudart.so*",
+    "/opt/cuda/lib64/libcudart.so*",
+    "/usr/local/cuda*/targets/aarch64-linux/lib/libcudart.so*",
+    "/usr/lib/aarch64-linux-gnu/nvidia/current/libcudart.so*",
+    "/usr/lib/aarch64-linux-gnu/libcudart.so*",
+    "/usr/local/cuda/lib*/libcudart.so*",
+    "/usr/lib*/libcudart.so*",
+    "/usr/local/lib*/libcudart.so*",
+]
+NVCUDA_SYMBOLS = ("cuInit", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetAttribute",
+                  "cuDeviceGetUuid", "cuDeviceGetName", "cuCtxCreate_v3", "cuMemGetInfo_v2",
+                  "cuCtxDestroy")  # gpu/gpu_info_nvcuda.c:20-29@v0.3.6, discover/gpu_info_nvcuda.c:20-31@v0.5.7
+CUDART_FIRST_SYMBOL = "cudaSetDevice"   # discover/gpu_info_cudart.c:18@v0.5.7 (first of its lookups)
+CUDA_COMPUTE_MIN = (5, 0)               # CudaComputeMajorMin/MinorMin, discover/gpu.go:70-71@v0.5.7
+
+
+def go_glob(pattern, dirs_only=False):
+    """filepath.Glob: the directory part expanded first, per directory names sorted; '*' matches
+    dot files too; errors ignored"""
+    import fnmatch
+    if not any(c in pattern for c in "*?["):
+        return [pattern] if (os.path.isdir(pattern) if dirs_only else os.path.lexists(pattern)) else []
+    parent, base = os.path.split(pattern)
+    out = []
+    for d in go_glob(parent, dirs_only=True):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        out.extend(os.path.join(d, n) for n in names if fnmatch.fnmatchcase(n, base)
+                   and (not dirs_only or os.path.isdir(os.path.join(d, n))))
+    return out
+
+
+def resolve_links(path):
+    """FindGPULibs' readlink loop (discover/gpu.go:555-563@v0.5.7): follow links one by one,
+    relative targets joined to the link's dir; the last name is kept even if it does not exist"""
+    lib = path
+    for _ in range(40):   # upstream loops forever on a cycle; stop where the kernel would (ELOOP)
+        try:
+            tmp = os.readlink(lib)
+        except OSError:
+            break
+        if not os.path.isabs(tmp):
+            tmp = os.path.normpath(os.path.join(os.path.dirname(lib), tmp))
+        lib = tmp
+    return lib
+
+
+def find_gpu_libs(p, log, base, defaults, bundled):
+    """FindGPULibs (gpu/gpu.go:467-527@v0.3.6, discover/gpu.go:513-577@v0.5.7,
+    discover/gpu.go:498-559@v0.11.4): bundled dirs first (0.3.14+), then each
+    LD_LIBRARY_PATH entry (filepath.Abs: "" is the working directory), then the
+    caller's patterns"""
+    log.debug("search_lib", "Searching for GPU library", "name", base)
+    patterns = [os.path.join(d, base) for d in bundled]
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        # 0.3.6 appended another "*" to a name that already ends in one (gpu/gpu.go:486@v0.3.6)
+        patterns.append(os.path.join(os.path.abspath(d), base + ("*" if p.era == "v0.3" else "")))
+    patterns += defaults
+    log.debug("globs", "gpu library search", "globs", patterns)
+    out = []
+    for pat in patterns:
+        if "PhysX" in pat:
+            continue
+        for m in go_glob(pat):
+            lib = resolve_links(m)
+            if lib not in out:
+                out.append(lib)
+    log.debug("discovered", "discovered GPU libraries", "paths", out)
+    return out
+
+
+def _raw(text):
+    """the C side's LOG(verbose, ...) lines: plain stderr, only with OLLAMA_DEBUG"""
+    if log_level() <= -4:
+        emit(sys.stderr, text)
+
+
+class NvcudaHandle(object):
+    pass
+
+
+def nvcuda_init(path):
+    """nvcuda_init (gpu_info_nvcuda.c:6-104@v0.5.7) in this process -> (handle, err, cuda_err)"""
+    import ctypes
+    libc = _dl()
+    _raw("initializing %s\n" % path)
+    h = libc.dlopen(path.encode(), os.RTLD_LAZY)
+    if not h:
+        msg = (libc.dlerror() or b"").decode("utf-8", "replace")
+        _raw("library %s load err: %s\n" % (path, msg))
+        return None, "Unable to load %s library to query for Nvidia GPUs: %s" % (path, msg), -1
+    fns = {}
+    for name in NVCUDA_SYMBOLS:
+        libc.dlerror()
+        sym = libc.dlsym(h, name.encode())
+        if not sym:
+            msg = (libc.dlerror() or b"").decode("utf-8", "replace")
+            _raw("dlerr: %s\n" % msg)
+            libc.dlclose(h)
+            return None, "symbol lookup for %s failed: %s" % (name, msg), -1
+        _raw("dlsym: %s - 0x%x\n" % (name, sym))
+        fns[name] = sym
+    I, P = ctypes.c_int, ctypes.c_void_p
+    F = lambda ptr, *args: ctypes.CFUNCTYPE(I, *args)(ptr)
+    _raw("calling cuInit\n")
+    ret = F(fns["cuInit"], ctypes.c_uint)(0)
+    if ret != 0:
+        _raw("cuInit err: %d\n" % ret)
+        libc.dlclose(h)
+        return None, "cuda driver library init failure: %d" % ret, ret
+    hd = NvcudaHandle()
+    hd.fns, hd.F, hd.libc, hd.h, hd.path = fns, F, libc, h, path
+    hd.driver_major = hd.driver_minor = 0
+    v = I(0)
+    _raw("calling cuDriverGetVersion\n")
+    if F(fns["cuDriverGetVersion"], P)(ctypes.byref(v)) == 0:
+        _raw("raw version 0x%x\n" % v.value)
+        hd.driver_major = v.value // 1000
+        hd.driver_minor = (v.value - hd.driver_major * 1000) // 10
+        _raw("CUDA driver version: %d.%d\n" % (hd.driver_major, hd.driver_minor))
+    n = I(0)
+    _raw("calling cuDeviceGetCount\n")
+    ret = F(fns["cuDeviceGetCount"], P)(ctypes.byref(n))
+    if ret != 0:
+        _raw("cuDeviceGetCount err: %d\n" % ret)
+        libc.dlclose(h)
+        return None, "unable to get device count: %d" % ret, ret
+    _raw("device count %d\n" % n.value)
+    hd.count = n.value
+    return hd, None, 0
+
+
+def nvcuda_bootstrap(hd, i):
+    """nvcuda_bootstrap (gpu_info_nvcuda.c:107-200@v0.5.7) -> (raw device dict, err)"""
+    import ctypes
+    I, P, F, fns = ctypes.c_int, ctypes.c_void_p, hd.F, hd.fns
+    dev = I(-1)
+    if F(fns["cuDeviceGet"], P, I)(ctypes.byref(dev), i) != 0:
+        return None, "cuda driver library device failed to initialize"
+    attr = F(fns["cuDeviceGetAttribute"], P, I, I)
+    major, minor = I(0), I(0)
+    if attr(ctypes.byref(major), 75, dev.value) != 0 or attr(ctypes.byref(minor), 76, dev.value) != 0:
+        major, minor = I(0), I(0)
+    uuid = (ctypes.c_ubyte * 16)()
+    if F(fns["cuDeviceGetUuid"], P, I)(uuid, dev.value) != 0:
+        gpu_id = "%d" % i
+    else:
+        b = list(uuid)
+        gpu_id = "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x" % tuple(b)
+    name = ctypes.create_string_buffer(96)
+    if F(fns["cuDeviceGetName"], P, I, I)(name, 96, dev.value) != 0:
+        name.value = b""
+    ctx = P(0)
+    ret = F(fns["cuCtxCreate_v3"], P, P, I, ctypes.c_uint, I)(ctypes.byref(ctx), None, 0, 0, dev.value)
+    if ret != 0:
+        return None, "cuda driver library failed to get device context %d" % ret
+    free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+    ret = F(fns["cuMemGetInfo_v2"], P, P)(ctypes.byref(free), ctypes.byref(total))
+    if ret != 0:
+        F(fns["cuCtxDestroy"], P)(ctx)
+        return None, "cuda driver library device memory info lookup failure %d" % ret
+    _raw("[%s] CUDA totalMem %d mb\n[%s] CUDA freeMem %d mb\n[%s] Compute Capability %d.%d\n" % (
+        gpu_id, total.value // 1048576, gpu_id, free.value // 1048576, gpu_id, major.value, minor.value))
+    F(fns["cuCtxDestroy"], P)(ctx)
+    return {"id": gpu_id, "index": i, "name": name.value.decode("utf-8", "replace"), "compute_major": major.value,
+            "compute_minor": minor.value, "total": total.value, "free": free.value}, None
+
+
+def load_nvcuda_mgmt(p, log, paths):
+    """LoadNVCUDAMgmt (gpu/gpu.go:546-577@v0.3.6) / loadNVCUDAMgmt (discover/gpu.go:604-634@v0.5.7):
+    the first library that initialises; each failure logged as that release does"""
+    for path in paths:
+        hd, err, code = nvcuda_init(path)
+        if hd is not None:
+            return hd
+        if p.era == "v0.3":
+            if code in (35, 803):
+                log.warn("mismatch", "version mismatch between driver and cuda driver library - reboot or upgrade "
+                         "may be required", "library", path, "error", err)
+            elif code == 100:
+                log.info("nodev", "no nvidia devices detected", "library", path)
+            elif code == 999:
+                log.warn("unknown", "unknown error initializing cuda driver library", "library", path, "error", err)
+                log.warn("unknown2", "see https://github.com/ollama/ollama/blob/main/docs/troubleshooting.md for more "
+                         "information")
+            elif "wrong ELF class" in err:
+                log.debug("skip32", "skipping 32bit library", "library", path)
+            else:
+                log.info("noload", "unable to load cuda driver library", "library", path, "error", err)
+            continue
+        if code in (35, 803):
+            log.warn("mismatch", "version mismatch between driver and cuda driver library - reboot or upgrade may be "
+                     "required: library %s" % path)
+        elif code == 100:
+            log.info("nodev", "no nvidia devices detected by library %s" % path)
+        elif code == 999:
+            log.warn("unknown", "unknown error initializing cuda driver library %s: %s. see https://github.com/ollama/"
+                     "ollama/blob/main/docs/troubleshooting.md for more information" % (path, err))
+        elif "wrong ELF class" in err:
+            log.debug("skip32", "skipping 32bit library", "library", path)
+        else:
+            log.info("noload", "Unable to load cudart library %s: %s" % (path, err))
+    return None
+
+
+def load_cudart_mgmt(p, log, paths):
+    """LoadCUDARTMgmt (gpu/gpu.go:529-544@v0.3.6, discover/gpu.go:582-600@v0.5.7): only the symbol
+    lookup is modelled (the tarballs' libcudart files are stand-ins without the runtime API, so
+    this fallback never finds a GPU here; see the fidelity table)"""
+    libc = _dl()
+    for path in paths:
+        h = libc.dlopen(path.encode(), os.RTLD_LAZY)
+        if not h:
+            err = "Unable to load %s library to query for Nvidia GPUs: %s" % (
+                path, (libc.dlerror() or b"").decode("utf-8", "replace"))
+        else:
+            libc.dlerror()
+            real = libc.dlsym(h, CUDART_FIRST_SYMBOL.encode())
+            err = None if real else "symbol lookup for %s failed: %s" % (
+                CUDART_FIRST_SYMBOL, (libc.dlerror() or b"").decode("utf-8", "replace"))
+            libc.dlclose(h)
+            if real:
+                continue   # a real CUDA runtime (a host's toolkit): not called, not modelled
+        if p.era == "v0.3":
+            log.debug("cudart", "Unable to load cudart", "library", path, "error", err)
+        else:
+            log.debug("cudart", "Unable to load cudart library %s: %s" % (path, err))
+    return None
+
+
+_PAYLOADS_DIR = []
+
+
+def payloads_dir(p):
+    """PayloadsDir (gpu/assets.go:23-62@v0.3.6): $OLLAMA_RUNNERS_DIR, else $OLLAMA_TMPDIR/runners,
+    else os.MkdirTemp("", "ollama")/runners (chosen once per process)"""
+    if not _PAYLOADS_DIR:
+        if env_var("OLLAMA_RUNNERS_DIR"):
+            _PAYLOADS_DIR.append(env_var("OLLAMA_RUNNERS_DIR"))
+        elif env_var("OLLAMA_TMPDIR"):
+            _PAYLOADS_DIR.append(os.path.join(env_var("OLLAMA_TMPDIR"), "runners"))
+        else:
+            import random
+            _PAYLOADS_DIR.append(os.path.join(os.environ.get("TMPDIR") or "/tmp",
+                                              "ollama%d" % random.randint(10 ** 8, 10 ** 9 - 1), "runners"))
+    return _PAYLOADS_DIR[0]
 
 
 def old_era_discovery(p, log, disc):
+    libdir = disc.libdir
     if p.extract_embedded:
-        log.info("extract", "extracting embedded files", "dir", os.path.join(
-            os.environ.get("OLLAMA_TMPDIR") or "/tmp", "ollama%d" % (abs(hash(disc.libdir)) % 10 ** 9), "runners"))
+        log.info("extract", "extracting embedded files", "dir", payloads_dir(p))
     if p.dynamic_libs:
         names = runner_names(p, disc)
         if p.dynamic_libs_sprintf:
@@ -1740,27 +2006,32 @@ def old_era_discovery(p, log, disc):
         else:
             log.info("dynlibs", "Dynamic LLM libraries", "runners", names)
     log.info("looking", "looking for compatible GPUs")
-    dirs = [d for d in gpu_lib_dirs(disc.libdir) if os.path.basename(d).startswith("cuda_v")]
-    try:
-        results = disc.finish([disc.start(d) for d in dirs])
-    finally:
-        disc.kill_all()
-    # the driver messages come once per driver library, not per backend dir
-    seen = set()
-    found = []
-    for r in results:
-        if r.timed_out or r.data is None:
-            disc.report(r)
+    log.debug("searching", "searching for GPU discovery libraries for NVIDIA")
+    bundled = [libdir] if p.bundled_first else []
+    if p.era == "v0.3":
+        cudart_patterns = [os.path.join(payloads_dir(p), "cuda*", "libcudart.so*")]  # gpu/gpu.go:100-104@v0.3.6
+    elif p.ver >= (0, 6, 0):
+        cudart_patterns = [os.path.join(libdir, "cuda_v*", "libcudart.so*")]          # discover/gpu.go:103@v0.11.4
+    else:
+        cudart_patterns = [os.path.join(libdir, "libcudart.so*")]                     # discover/gpu.go:109-112@v0.5.7
+    hd = load_nvcuda_mgmt(p, log, find_gpu_libs(p, log, "libcuda.so*", NVCUDA_GLOBS, bundled))
+    if hd is not None:
+        log.debug("detected", "detected GPUs", "count", hd.count, "library", hd.path)
+    else:
+        load_cudart_mgmt(p, log, find_gpu_libs(p, log, "libcudart.so*", cudart_patterns + CUDART_GLOBS, bundled))
+    devices = []
+    for i in range(hd.count if hd is not None else 0):
+        raw, err = nvcuda_bootstrap(hd, i)
+        if err:
+            log.info("memerr", "error looking up nvidia GPU memory", "error", err)
             continue
-        for path, err, result in r.failures():
-            lib = (result or {}).get("driver_lib")
-            code = ((result or {}).get("error") or {}).get("code")
-            if lib and ((result or {}).get("error") or {}).get("call") == "cuInit" and lib not in seen:
-                seen.add(lib)
-                disc.old_driver_message(lib, code)
-            log.debug("debug", "backend library failed to initialize", "library", path, "error", err)
-        found.extend(r.devices())
-    devices = disc.dedupe(found)
+        d = Device(raw, libdir, "cuda", hd.driver_major * 1000 + hd.driver_minor * 10)
+        if (d.major, d.minor) < CUDA_COMPUTE_MIN:
+            log.info("tooold", "[%d] CUDA GPU is too old. Compute Capability detected: %d.%d" % (i, d.major, d.minor))
+            continue
+        devices.append(d)
+    if hd is not None:
+        _raw("releasing cuda driver library\n")
     total, avail = meminfo()
     if not devices:
         log.info("nocompat", "no compatible GPUs were discovered")
@@ -1986,7 +2257,8 @@ def load_model(state, model, keep_alive):
     if p.era in ("v0.3", "variant") and requested:
         names = runner_names(p, Discovery(p, log))
         if requested not in names:
-            log.info("llmlib", "Invalid OLLAMA_LLM_LIBRARY %s - not found" % requested)
+            if "llmlib" in p.sources:   # llm/server.go:172@v0.3.6, :158@v0.5.7; gone by 0.11.4
+                log.info("llmlib", "Invalid OLLAMA_LLM_LIBRARY %s - not found" % requested)
         elif requested.startswith("cpu"):
             gpu = False
     with state.lock:

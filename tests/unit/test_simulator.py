@@ -231,7 +231,7 @@ def test_build_outputs(sim):
                 "shim/bad/libcuda-stub.so", "shim/bad/libvgpu-cuda-err999.so", "shim/bad/libvgpu-cuda-zero.so",
                 "shim/bad/libvgpu-cuda-hang.so", "install.sh", "ollama-sim-upgrade"):
         assert os.path.isfile(os.path.join(sim, rel)), rel
-    for v in ("0.3.6", "0.5.7", "0.11.4", "0.13.5", "0.30.1", "0.32.15"):
+    for v in FIDELITY_RELEASES:
         assert os.path.isfile(os.path.join(sim, "ollama-%s-linux-amd64.tgz" % v))
     r = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.join(sim, "shim"),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
@@ -248,20 +248,15 @@ def test_build_is_idempotent(sim):
 
 
 def test_tarball_layout(sim):
+    """the layout rows of the fidelity table are checked with the other rows (test_fidelity_row);
+    here: ownership, modes, the baked-in release"""
     with tarfile.open(os.path.join(sim, "ollama-0.13.5-linux-amd64.tgz")) as t:
-        names = set(t.getnames())
         assert t.getmember("bin/ollama").mode & 0o111
         assert all(m.uid == 0 and m.gid == 0 for m in t.getmembers())
-    assert {"bin/ollama", "lib/ollama/libggml-base.so", "lib/ollama/libggml-cpu-x64.so",
-            "lib/ollama/cuda_v12/libggml-cuda.so", "lib/ollama/cuda_v13/libggml-cuda.so",
-            "lib/ollama/vulkan/libggml-vulkan.so"} <= names
-    with tarfile.open(os.path.join(sim, "ollama-0.5.7-linux-amd64.tgz")) as t:
-        dirs = sorted(n.split("/")[2] for n in t.getnames() if n.count("/") == 3)
-    assert dirs == ["cuda_v11", "cuda_v12"]
     with tarfile.open(os.path.join(sim, "ollama-0.30.1-linux-amd64.tgz")) as t:
         body = t.extractfile("bin/ollama").read().decode()
     assert body.startswith("#!/usr/bin/python3\n")
-    assert 'VERSION = "0.30.1"' in body
+    assert 'VERSION = "0.30.1"' in body and "FIDELITY_SOURCES = json.loads(" in body
 
 
 def test_elf_facts(sim):
@@ -408,7 +403,8 @@ GPU_LINES = {
               'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
               'type=discrete total="79.6 GiB" available="79.1 GiB"' % NAME,
 }
-GPU_LINES["0.32.15"] = GPU_LINES["0.30.1"]   # discover/types.go:32 unchanged 0.30.1 -> 0.32.15
+GPU_LINES["0.32.15"] = GPU_LINES["0.30.11"] = GPU_LINES["0.30.1"]   # discover/types.go:32 unchanged 0.30.1 -> 0.32.15
+GPU_LINES["0.24.0"] = GPU_LINES["0.13.5"]                           # discover/types.go:42 @v0.13.5 and @v0.24.0
 CPU_LINES = {
     "0.3.6": 'time=X level=INFO source=X msg="inference compute" id=0 library=cpu compute="" driver=0.0 name="" '
              'total=<RAM> available=<RAM>',
@@ -421,7 +417,7 @@ CPU_LINES = {
     "0.30.1": 'time=X level=INFO source=X msg="inference compute" id=cpu library=cpu compute="" name=cpu '
               'description=cpu libdirs=ollama driver="" pci_id="" type="" total=<RAM> available=<RAM>',
 }
-CPU_LINES["0.32.15"] = CPU_LINES["0.30.1"]
+CPU_LINES["0.32.15"] = CPU_LINES["0.30.11"] = CPU_LINES["0.24.0"] = CPU_LINES["0.30.1"]
 # every INFO message of a start, in order ("Listening" and "Dynamic LLM libraries" checked apart)
 GPU_MSGS = {
     "0.3.6": ["total blobs: 0", "total unused blobs removed: 0", "LISTEN", "extracting embedded files",
@@ -435,6 +431,11 @@ GPU_MSGS = {
                "discovering available GPUs...",
                "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1",
                "starting runner", "starting runner", "starting runner", "inference compute"],
+    "0.24.0": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
+               "LISTEN", "discovering available GPUs...",
+               "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1",
+               "starting runner", "starting runner", "starting runner", "inference compute",
+               "vram-based default context"],
     "0.30.1": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
                "LISTEN", "discovering available GPUs...", "inference compute", "vram-based default context"],
     # no libnvidia-ml.so.1 here: the new driver gate warns and keeps the device
@@ -443,12 +444,15 @@ GPU_MSGS = {
                 "LISTEN", "discovering available GPUs...", "could not verify NVIDIA driver compatibility for CUDA",
                 "inference compute", "vram-based default context"],
 }
+GPU_MSGS["0.30.11"] = GPU_MSGS["0.32.15"]
 CPU_TAIL = {
     "0.3.6": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.5.7": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.11.4": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.13.5": ["starting runner", "starting runner", "inference compute", "entering low vram mode"],
+    "0.24.0": ["starting runner", "starting runner", "inference compute", "vram-based default context"],
     "0.30.1": ["discovering available GPUs...", "inference compute", "vram-based default context"],
+    "0.30.11": ["discovering available GPUs...", "inference compute", "vram-based default context"],
     "0.32.15": ["discovering available GPUs...", "inference compute", "vram-based default context"],
 }
 
@@ -461,10 +465,7 @@ def norm(ms, version):
 @pytest.mark.parametrize("version", sorted(GPU_LINES))
 def test_era_gpu_lines(prefix_factory, version):
     p = prefix_factory(version)
-    for d in os.listdir(libdir(p)):
-        if d.startswith("cuda_v"):
-            link(shim(BUILD), os.path.join(libdir(p), d))
-    r = serve(p)
+    r = serve(p, scenario_env("gpu", p))   # the shim as <dir>/libcuda.so.1, <dir> in LD_LIBRARY_PATH
     assert r.rc == 0, r.log
     assert norm(msgs(r.log), version) == GPU_MSGS[version], r.log
     c = compute_lines(r.log)
@@ -486,7 +487,7 @@ def test_era_cpu_lines(prefix_factory, version):
     if version == "0.13.5":
         assert_line(lines_with(r.log, "entering low vram mode")[0],
                     'time=X level=INFO source=X msg="entering low vram mode" "total vram"="0 B" threshold="20.0 GiB"')
-    if version in ("0.30.1", "0.32.15"):
+    if version in ("0.24.0", "0.30.1", "0.30.11", "0.32.15"):
         assert_line(lines_with(r.log, "vram-based default context")[0],
                     'time=X level=INFO source=X msg="vram-based default context" total_vram="0 B" default_num_ctx=4096')
 
@@ -553,21 +554,63 @@ def test_broken_shim_behind_link_gives_cpu(prefix_factory, name):
 
 
 def test_nocuinit_reason_is_the_loader(prefix_factory):
+    """0.12.4-0.29: the runner's output reaches the log only at TRACE (discover/runner.go:431-434@v0.13.5)
+    and ggml_backend_load_all_from_path is silent about a backend that fails to load
+    (ggml-backend-reg.cpp:625-629@v0.13.5): the loader's reason is in no log line at any level;
+    0.30's native probe is not silent, at TRACE"""
     p = prefix_factory()
     link(bad(BUILD, "libvgpu-cuda-nocuinit.so"), libdir(p))
-    r = serve(p, {"OLLAMA_DEBUG": "1"})
-    assert "undefined symbol: cuInit" in r.log
-    quiet = serve(p)
-    assert "undefined symbol" not in quiet.log, "0.12+ is silent about failed libcuda loads at INFO"
+    p30 = prefix_factory("0.30.1")
+    link(bad(BUILD, "libvgpu-cuda-nocuinit.so"), libdir(p30))
+    assert "undefined symbol: cuInit" in serve(p30, {"OLLAMA_DEBUG": "2"}).log
+    for level in ("2", "1", ""):
+        quiet = serve(p, {"OLLAMA_DEBUG": level})
+        assert "undefined symbol" not in quiet.log, level
+        assert "backend library failed" not in quiet.log and "runner exited without" not in quiet.log
+
+
+def test_nocuinit_in_process_era_says_so_at_info(prefix_factory):
+    """before 0.12.4 the server dlsym()s cuInit itself: INFO with the dlerror
+    (gpu_info_nvcuda.c:53-56@v0.5.7 -> discover/gpu.go:630@v0.5.7)"""
+    p = prefix_factory("0.5.7")
+    link(bad(BUILD, "libvgpu-cuda-nocuinit.so"), libdir(p))
+    r = serve(p)
+    line = dict([x for x in slog_lines(r.log) if (dict(x).get("msg") or "").startswith("Unable to load cudart")][0])
+    real = os.path.realpath(bad(BUILD, "libvgpu-cuda-nocuinit.so"))
+    assert line["msg"] == "Unable to load cudart library %s: symbol lookup for cuInit failed: %s: undefined symbol: " \
+                          "cuInit" % (real, real)
+    assert line["level"] == "INFO" and not is_gpu(r.log)
 
 
 def test_real_driver_lookalike_old_era_says_no_devices(prefix_factory):
+    """0.3.6 searches LD_LIBRARY_PATH and the fixed globs, never lib/ollama (gpu/gpu.go:467-527@v0.3.6),
+    and logs the symlink-resolved path"""
     p = prefix_factory("0.3.6")
-    link(bad(BUILD, "libcuda.so.535.104.05"), libdir(p))
-    r = serve(p)
+    env = scenario_env("nodev", p)
+    r = serve(p, env)
     line = lines_with(r.log, "no nvidia devices detected")[0]
-    assert dict(line)["library"] == os.path.join(libdir(p), "libcuda.so.1")
+    assert dict(line)["library"] == os.path.realpath(bad(BUILD, "libcuda.so.535.104.05"))
     assert not is_gpu(r.log)
+
+
+def test_in_process_era_tries_the_next_library(prefix_factory):
+    """a real-driver look-alike first does not shadow the shim before 0.12.4: the loop goes on
+    (loadNVCUDAMgmt, discover/gpu.go:604-640@v0.5.7)"""
+    p = prefix_factory("0.5.7")
+    link(bad(BUILD, "libcuda.so.535.104.05"), libdir(p))
+    env = scenario_env("gpu", p)
+    r = serve(p, env)
+    assert lines_with(r.log, "no nvidia devices detected by library %s"
+                      % os.path.realpath(bad(BUILD, "libcuda.so.535.104.05")))
+    assert is_gpu(r.log)
+
+
+def test_old_era_ignores_lib_ollama_before_0_3_14(prefix_factory):
+    p = prefix_factory("0.3.6")
+    os.makedirs(libdir(p), exist_ok=True)
+    link(shim(BUILD), libdir(p))
+    assert not is_gpu(serve(p).log)
+    assert is_gpu(serve(p, {"LD_LIBRARY_PATH": libdir(p)}).log)
 
 
 def test_unreadable_shim_as_service_user(prefix_factory):
@@ -586,10 +629,13 @@ def test_unreadable_shim_as_service_user(prefix_factory):
     assert is_gpu(serve(p).log)
 
 
-def test_ld_preload_without_links(prefix_factory):
-    p = prefix_factory()
+@pytest.mark.parametrize("version,gpu", [("0.13.5", True), ("0.30.1", True), ("0.5.7", False), ("0.11.4", False)])
+def test_ld_preload_without_links(prefix_factory, version, gpu):
+    """0.12.4+: the preloaded shim (SONAME libcuda.so.1) satisfies libggml-cuda.so's DT_NEEDED.
+    Before: discovery only dlopen()s libcuda.so* files it globs, so a preload alone is CPU mode"""
+    p = prefix_factory(version)
     r = serve(p, {"LD_PRELOAD": "%s:%s" % (shim(BUILD), shim(BUILD, "libvgpu-nvml.so"))})
-    assert is_gpu(r.log)
+    assert is_gpu(r.log) == gpu
 
 
 def test_ld_preload_nvml_shim_order(prefix_factory):
@@ -698,10 +744,9 @@ def test_runner_sees_service_environment(prefix_factory):
 
 
 def test_upgrade_drops_links(sim, prefix_factory):
-    """the new release has other cuda dirs and no links: back to CPU"""
+    """the new release has other dirs and no links: back to CPU"""
     p = prefix_factory("0.5.7")
-    for d in ("cuda_v11", "cuda_v12"):
-        link(shim(sim), os.path.join(libdir(p), d))
+    link(shim(sim), libdir(p))
     assert is_gpu(serve(p).log)
     shutil.rmtree(libdir(p))
     extract(os.path.join(sim, "ollama-0.13.5-linux-amd64.tgz"), p)
@@ -837,8 +882,8 @@ def test_install_and_upgrade_in_temp_root(sim, tmp_path):
 
     inst("0.5.7")
     lib = os.path.join(root, "usr/local/lib/ollama")
-    assert sorted(d for d in os.listdir(lib) if d.startswith("cuda")) == ["cuda_v11", "cuda_v12"]
-    os.symlink("/usr/lib64/libvgpu-cuda.so", os.path.join(lib, "cuda_v12", "libcuda.so.1"))
+    assert sorted(os.listdir(os.path.join(lib, "runners"))) == ["cpu_avx", "cpu_avx2", "cuda_v11_avx", "cuda_v12_avx"]
+    os.symlink("/usr/lib64/libvgpu-cuda.so", os.path.join(lib, "libcuda.so.1"))
     dropin = os.path.join(root, "etc/systemd/system/ollama.service.d")
     os.makedirs(dropin)
     with open(os.path.join(dropin, "vgpu.conf"), "w") as f:
@@ -848,7 +893,7 @@ def test_install_and_upgrade_in_temp_root(sim, tmp_path):
     out = inst("0.13.5")
     assert "Cleaning up old version" in out
     assert sorted(os.listdir(lib)) == ["cuda_v12", "cuda_v13", "libggml-base.so", "libggml-cpu-x64.so", "vulkan"]
-    assert not os.path.lexists(os.path.join(lib, "cuda_v12", "libcuda.so.1"))
+    assert not os.path.lexists(os.path.join(lib, "libcuda.so.1"))
     with open(os.path.join(root, "etc/systemd/system/ollama.service")) as f:
         assert f.read() == UNIT % env["PATH"]
     with open(os.path.join(dropin, "vgpu.conf")) as f:
@@ -917,3 +962,254 @@ def test_num_parallel_default_follows_upstream(simmod, monkeypatch, version, def
     """Uint("OLLAMA_NUM_PARALLEL", 0) envconfig/config.go:222@v0.9.6; 1 at :222@v0.10.0 (changed in v0.9.7-rc0)."""
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
     assert simmod.server_env_map(simmod.Profile(version))["OLLAMA_NUM_PARALLEL"] == default
+
+
+# ---------------------------------------------------------------------------
+# the fidelity table (simulator/fidelity.json): every row checked against the simulator
+# ---------------------------------------------------------------------------
+
+sys.path.insert(0, SIMSRC)
+import fidelity  # noqa: E402  (simulator/fidelity.py, stdlib only)
+
+FIDELITY = fidelity.load()
+FIDELITY_RELEASES = fidelity.releases(FIDELITY)
+_SCENARIO_LINK = {"gpu": "libvgpu-cuda.so", "nodev": "bad/libcuda.so.535.104.05", "err999": "bad/libvgpu-cuda-err999.so",
+                  "nocuinit": "bad/libvgpu-cuda-nocuinit.so", "elf32": "bad/libvgpu-cuda-elf32.so",
+                  "zero": "bad/libvgpu-cuda-zero.so", "crash": "bad/libvgpu-cuda-truncated.so", "cpu": None,
+                  "vulkan": None}
+
+
+def scenario_env(name, prefix):
+    """the environment (and links under <prefix>/links) of a scenario named in fidelity.json"""
+    base = name.rsplit("_", 1)[0] if name.endswith(("_debug", "_trace")) else name
+    links = os.path.join(prefix, "links")
+    env = {}
+    target = _SCENARIO_LINK.get(base, "libvgpu-cuda.so")
+    if target:
+        os.makedirs(links, exist_ok=True)
+        if not os.path.lexists(os.path.join(links, "libcuda.so.1")):
+            os.symlink(os.path.join(BUILD, "shim", target), os.path.join(links, "libcuda.so.1"))
+        env["LD_LIBRARY_PATH"] = links
+    env.update({
+        "ctx": {"VGPU_SIM_CTX_ERROR": "2"}, "oldgpu": {"VGPU_SIM_CC": "3.5"}, "small": {"VGPU_SIM_TOTAL_MIB": "16384"},
+        "cvd": {"CUDA_VISIBLE_DEVICES": "-1"}, "llmlib": {"OLLAMA_LLM_LIBRARY": "cuda_v12"},
+        "llmlib_load": {"OLLAMA_LLM_LIBRARY": "cuda_v99"}, "v13": {"VGPU_SIM_DRIVER": "13000"},
+        "timeout": {"VGPU_SIM_INIT_DELAY_MS": "5000", "OLLAMA_SIM_DISCOVERY_TIMEOUT": "0.5"},
+        "gate": {"LD_PRELOAD": bad(BUILD, "libvgpu-nvml-driver535.so")},
+        "gateold": {"VGPU_SIM_CC": "6.1", "LD_PRELOAD": bad(BUILD, "libvgpu-nvml-driver535.so")},
+        "gate565": {"VGPU_SIM_CC": "6.1", "LD_PRELOAD": shim(BUILD, "libvgpu-nvml.so"),
+                    "VGPU_SIM_NVIDIA_DRIVER": "565.57.01"},
+        "gatenonvml": {"VGPU_SIM_CC": "6.1"}, "vulkan": {"VGPU_SIM_VULKAN_DEVICES": "1"},
+        "merge": {"VGPU_SIM_VULKAN_DEVICES": "1"}}.get(base, {}))
+    if name.endswith("_debug"):
+        env["OLLAMA_DEBUG"] = "1"
+    if name.endswith("_trace"):
+        env["OLLAMA_DEBUG"] = "2"
+    return env
+
+
+_RUNS = {}
+
+
+def scenario_run(release, name):
+    """one `ollama serve` of the release in the scenario, shared by every row that names it"""
+    key = (release, name)
+    if key not in _RUNS:
+        p = install(BUILD, release)
+        try:
+            during = None
+            if name == "llmlib_load":
+                during = lambda port: post(port, "/api/generate", {"model": "m", "prompt": "hi", "stream": False})
+            _RUNS[key] = serve(p, scenario_env(name, p), during=during)
+        finally:
+            shutil.rmtree(p, ignore_errors=True)
+    return _RUNS[key]
+
+
+def _template_re(msg):
+    return re.compile("^%s$" % re.sub(r"%[-+# 0-9.]*[a-zA-Z]", lambda m: ".*", re.escape(msg).replace("\\%", "%")))
+
+
+def check_log_row(row):
+    if row["when"] is None:
+        # a line upstream prints that no reference setup can produce: the simulator must still
+        # know it (same key), and the table must say why it is not exercised
+        with open(os.path.join(SIMSRC, "ollama", "ollama.py")) as f:
+            assert '"%s"' % row["key"] in f.read(), row
+        assert row.get("simulated", "").startswith("code path only"), row
+        return
+    r = scenario_run(row["release"], row["when"])
+    if row.get("format", "").startswith("log.Lshortfile"):
+        rx = r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d %s: %s %s env=" % (re.escape(row["source"]), row["level"],
+                                                                 re.escape(row["msg"]))
+        assert any(re.match(rx, line) for line in r.log.splitlines()), (row, r.log[:2000])
+        return
+    want = _template_re(row["msg"])
+    got = [p for p in slog_lines(r.log) if want.match(dict(p).get("msg") or "")]
+    assert got, "no %r line in %s/%s:\n%s" % (row["msg"], row["release"], row["when"], r.log[-4000:])
+    keys = ["time", "level", "source", "msg"] + row["attrs"]
+    ok = [p for p in got if dict(p)["level"] == row["level"] and dict(p)["source"] == row["source"]
+          and ([k for k, _ in p] == keys or (row.get("dynamic_attrs") and len(p) == len(keys)))]
+    assert ok, (row, got)
+
+
+def _tar_names(release):
+    with tarfile.open(os.path.join(BUILD, "ollama-%s-linux-amd64.tgz" % release)) as t:
+        return set(m.name.rstrip("/") for m in t.getmembers())
+
+
+def check_layout_row(row):
+    names = _tar_names(row["release"])
+    assert set(row["paths"]) <= names, set(row["paths"]) - names
+    files = set(n for n in names if n.startswith("lib/") and "/" in n[len("lib/ollama/"):] is False)
+    del files
+    if not any("/cuda_v" in x for x in row["paths"]):
+        assert not [n for n in names if n.startswith("lib/ollama/cuda_v")], names
+    if row.get("payloads"):
+        r = scenario_run(row["release"], "gpu")
+        line = [m for m in msgs(r.log) if m.startswith("Dynamic LLM libraries")][0]
+        assert line == "Dynamic LLM libraries [%s]" % " ".join(sorted(row["payloads"])), line
+
+
+def _in_process(row):
+    return row["search"][-1].endswith("/usr/local/lib*/libcuda.so*")
+
+
+def check_discovery_row(row):
+    release = row["release"]
+    if _in_process(row):
+        r = scenario_run(release, "gpu_debug")
+        globs = [dict(p)["globs"] for p in slog_lines(r.log) if dict(p).get("msg") == "gpu library search"][0]
+        got = globs[1:-1].split(" ")
+        links = [x for x in got if x.endswith("/links/libcuda.so*") or x.endswith("/links/libcuda.so**")]
+        assert len(links) == 1, got
+        lib = [x for x in got if x.endswith("/lib/ollama/libcuda.so*")]
+        want = []
+        for s in row["search"]:
+            if s == "<lib/ollama>/libcuda.so*":
+                want.extend(lib[:1])
+            elif s.startswith("$LD_LIBRARY_PATH"):
+                want.extend(links)
+            else:
+                want.append(s)
+        assert got == want, (got, want)
+        found = [dict(p)["paths"] for p in slog_lines(r.log) if dict(p).get("msg") == "discovered GPU libraries"][0]
+        assert os.path.realpath(shim(BUILD)) in found
+        assert "starting runner" not in msgs(r.log) and "bootstrap discovery took" not in msgs(r.log)
+        # the loader plays no part: a preloaded shim alone is not a libcuda.so* file found by a glob
+        p = install(BUILD, release)
+        try:
+            assert not is_gpu(serve(p, {"LD_PRELOAD": shim(BUILD)}).log)
+        finally:
+            shutil.rmtree(p, ignore_errors=True)
+    else:
+        # through the loader: a preloaded shim (SONAME libcuda.so.1) is enough; a link only in a dir
+        # that is not on the loader's path is not
+        p = install(BUILD, release)
+        try:
+            assert is_gpu(serve(p, {"LD_PRELOAD": shim(BUILD)}).log)
+            elsewhere = os.path.join(p, "elsewhere")
+            os.mkdir(elsewhere)
+            link(shim(BUILD), elsewhere)
+            assert not is_gpu(serve(p).log)
+        finally:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def check_runner_env_row(row):
+    r = scenario_run(row["release"], "gpu_debug")
+    took = [dict(p) for p in slog_lines(r.log) if dict(p).get("msg") == "bootstrap discovery took"]
+    if row["env"][0].startswith("(no discovery runner"):
+        assert not took and "starting runner" not in msgs(r.log)
+        return
+    first = [t for t in took if t["extra_envs"] == "map[]"]
+    assert any(t["OLLAMA_LIBRARY_PATH"].endswith("/lib/ollama/cuda_v12]") for t in first), took
+    second = [t for t in took if t["extra_envs"] != "map[]"]
+    assert second, took
+    dev = UUID if "<GPU UUID>" in " ".join(row["env"]) else "0"
+    assert second[0]["extra_envs"] == "map[CUDA_VISIBLE_DEVICES:%s GGML_CUDA_INIT:1]" % dev, second
+
+
+_EXPORTS = {}
+
+
+def _exports(path):
+    if path not in _EXPORTS:
+        out = readelf(path, "--dyn-syms")
+        _EXPORTS[path] = set(line.split()[-1].split("@")[0] for line in out.splitlines()
+                             if " FUNC " in line and " UND " not in line)
+    return _EXPORTS[path]
+
+
+def check_driver_calls_row(row):
+    if row["calls"] and all(re.match(r"^cu\w+$", c) for c in row["calls"]):
+        # in-process discovery: the dlsym()s in this order, seen in the C side's debug output
+        r = scenario_run(row["release"], "gpu_debug")
+        assert re.findall(r"^dlsym: (\w+) - 0x", r.log, re.M) == row["calls"], r.log[-3000:]
+        return
+    groups = []   # "a|b": either will do (the native probe's cuDeviceTotalMem_v2|cuDeviceTotalMem)
+    for c in row["calls"]:
+        c = re.sub(r"^(native probe|NVML): ", "", c)
+        alts = [x.strip() for x in re.sub(r"\(.*?\)", "", c).split("|")]
+        alts = [x for x in alts if re.match(r"^(cu|nvml)\w+$", x)]
+        if alts:
+            groups.append(alts)
+    assert groups, row
+    for alts in groups:
+        lib = shim(BUILD, "libvgpu-nvml.so") if alts[0].startswith("nvml") else shim(BUILD)
+        assert set(alts) & _exports(lib), "the reference shim exports none of %s (%s)" % (alts, row["release"])
+
+
+def check_default_row(row):
+    spec = importlib.util.spec_from_file_location("ollama_sim_fid", os.path.join(SIMSRC, "ollama", "ollama.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    saved = dict(os.environ)
+    try:
+        os.environ.pop(row["name"], None)
+        p = mod.Profile(row["release"])
+        if row["name"] == "OLLAMA_VULKAN":
+            assert mod.vulkan_enabled(p) == row["value"].startswith("true")
+        else:
+            assert mod.server_env_map(p)[row["name"]] == row["value"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def check_not_modelled_row(row):
+    with open(os.path.join(SIMSRC, "README.md")) as f:
+        assert row["what"] in f.read()
+
+
+CHECKS = {"log": check_log_row, "layout": check_layout_row, "discovery": check_discovery_row,
+          "runner_env": check_runner_env_row, "driver_calls": check_driver_calls_row, "default": check_default_row,
+          "not_modelled": check_not_modelled_row}
+
+
+def _row_id(r):
+    return "%s-%s-%s" % (r["release"], r["kind"], r.get("key") or r.get("name") or r.get("when") or "")
+
+
+@pytest.mark.parametrize("row", FIDELITY["rows"], ids=[_row_id(r) for r in FIDELITY["rows"]])
+def test_fidelity_row(sim, row):
+    CHECKS[row["kind"]](row)
+
+
+def test_fidelity_table_shape_and_coverage(sim):
+    assert fidelity.check_shape(FIDELITY) == []
+    assert sorted(CHECKS) == sorted(fidelity.KINDS)
+    built = [line.split()[0] for line in open(os.path.join(BUILD, "versions.txt"))]
+    assert built == FIDELITY_RELEASES
+    for v in FIDELITY_RELEASES:   # every simulated release has every kind of row
+        kinds = set(r["kind"] for r in fidelity.rows(FIDELITY, release=v))
+        assert {"log", "layout", "discovery", "runner_env", "driver_calls", "default"} <= kinds, (v, kinds)
+    # every source= key the simulator prints for a release comes from the table
+    for v, keys in fidelity.sources(FIDELITY).items():
+        assert "compute" in keys or "compute_gpu" in keys, v
+
+
+def test_readme_lists_exactly_the_table(sim):
+    with open(os.path.join(SIMSRC, "README.md")) as f:
+        text = f.read()
+    assert fidelity.readme_section(FIDELITY) in text, "run: python3 simulator/fidelity.py markdown"
