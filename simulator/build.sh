@@ -140,7 +140,6 @@ for item in $VERSIONS; do
     ver=${item%%:*}
     dirs=${item#*:}
     [ "$dirs" = "$item" ] && dirs=""
-    orig_dirs=$dirs
     stage=$TMP/stage/$ver
     mkdir -p "$stage/bin" "$stage/lib/ollama"
     # bin/ollama: the simulator with the fidelity table's source= lines and the release baked in
@@ -227,7 +226,7 @@ for item in $VERSIONS; do
     # shellcheck disable=SC2086
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime='2025-01-01 00:00:00Z' \
         -C "$stage" -cf - $members | gzip -n -9 > "$TMP/ollama-$ver-linux-amd64.tgz"
-    echo "$ver ${orig_dirs:-none}" >> "$TMP/versions.txt"
+    echo "$ver ${dirs:-none}" >> "$TMP/versions.txt"   # the cuda_vNN/vulkan dirs the tarball has
 done
 rm -rf "$TMP/stage"
 

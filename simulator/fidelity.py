@@ -4,6 +4,7 @@ Ollama release does where the toolkit touches it, with its upstream source.
 
     python3 simulator/fidelity.py verify --ollama-git DIR   # check every cited line against upstream
     python3 simulator/fidelity.py markdown                  # the README's table of simulated behaviours
+    python3 simulator/fidelity.py readme                    # rewrite that section of simulator/README.md
     python3 simulator/fidelity.py embed SRC VERSION         # bin/ollama: SRC with the table's source= lines
 
 DIR is any git clone of github.com/ollama/ollama that has the release tags
@@ -244,6 +245,16 @@ def main(argv):
         return verify(load(), git_dir)
     if argv[:1] == ["markdown"]:
         sys.stdout.write(markdown(load()))
+        return 0
+    if argv[:1] == ["readme"]:   # rewrite the generated section of simulator/README.md in place
+        path = os.path.join(HERE, "README.md")
+        with open(path) as f:
+            text = f.read()
+        a, b = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+        text = text[:a] + readme_section(load()) + text[b:]
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
         return 0
     if argv[:1] == ["embed"] and len(argv) == 3:
         sys.stdout.write(embed(argv[1], argv[2], load()))

@@ -102,6 +102,14 @@ class Profile(object):
         # (discover/runner.go:433,460,462@v0.24.0; :437,462,464@v0.13.5)
         self.failure_detail = era == "v0.12" and ver >= (0, 24, 0)
         self.took_first = self.failure_detail
+        # 0.12.4-0.12.6 start discovery runners themselves: DEBUG "spawning runner with" + TRACE, extra_envs a
+        # []string, LD_LIBRARY_PATH=<lib/ollama>:<dirs...>:<inherited> (discover/runner.go:448,465-529@v0.12.6);
+        # llm.StartRunner (INFO "starting runner", a map) from 0.12.7. The second pass validates every
+        # device (Vulkan with GGML_VK_VISIBLE_DEVICES) there (runner.go:127-154@v0.12.6), devices are not sorted
+        # and Vulkan is probed without OLLAMA_VULKAN until 0.12.11. The simulator pins these at 0.12.6.
+        self.own_runner_start = era == "v0.12" and ver < (0, 13, 5)
+        self.sort_devices = not self.own_runner_start
+        self.override_warnings = ver >= (0, 13, 0)
         self.sources = SOURCES[self.source_key()]
 
     def source_key(self):
@@ -1100,7 +1108,7 @@ class Discovery(object):
 
     def runner_env(self, dirs, extra):
         env = dict(os.environ)
-        paths = list(dirs)
+        paths = ([self.libdir] if self.p.own_runner_start else []) + list(dirs)
         if "LD_LIBRARY_PATH" in os.environ:
             paths += [x for x in os.environ["LD_LIBRARY_PATH"].split(os.pathsep) if x]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(paths)
@@ -1114,18 +1122,30 @@ class Discovery(object):
         dirs = [self.libdir, gpudir] if gpudir else [self.libdir]
         exe = self_exe()
         args = [exe, "runner", "--discover"] + ([gpudir] if gpudir else [])
-        if self.p.era == "v0.12":
+        cmd_text = "%s runner --ollama-engine --port %d" % (exe, free_tcp_port())
+        if self.p.era == "v0.12" and self.p.own_runner_start:
+            self.log.debug("spawning", "spawning runner with", "OLLAMA_LIBRARY_PATH", dirs,
+                           "extra_envs", self.extra_envs_value(extra))
+            self.log.trace("starting_trace", "starting runner for device discovery", "cmd", cmd_text)
+        elif self.p.era == "v0.12":
             # StartRunner (llm/server.go:319-349,429@v0.13.5) logs exec.Cmd.String() of
             # `ollama runner --ollama-engine --port N`; the simulator runs its own arguments
-            self.log.info("starting", "starting runner", "cmd", "%s runner --ollama-engine --port %d" % (
-                exe, free_tcp_port()))
-        res = RunnerResult(gpudir, extra or {})
+            self.log.info("starting", "starting runner", "cmd", cmd_text)
+        res = RunnerResult(gpudir, self.extra_envs_value(extra))
         res.dirs = dirs
         res.started = time.time()
         proc = subprocess.Popen([sys.executable] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=self.runner_env(dirs, extra), close_fds=True)
         self.procs.append(proc)
         return res, proc
+
+    def extra_envs_value(self, extra):
+        """what extra_envs prints as: a map, or before 0.12.7 the []string GGML_CUDA_INIT first
+        (discover/runner.go:151-154@v0.12.6)"""
+        if not self.p.own_runner_start:
+            return extra or {}
+        order = sorted(extra or {}, key=lambda k: (k != "GGML_CUDA_INIT", k))
+        return ["%s=%s" % (k, extra[k]) for k in order]
 
     def finish(self, pending):
         import subprocess
@@ -1203,7 +1223,8 @@ class Discovery(object):
             base = os.path.basename(d)
             if p.era in ("v0.12", "v0.30") and requested and base != requested and \
                     not (p.era == "v0.30" and requested.startswith("mlx_")):
-                log.debug("skipreq", "skipping available library at user's request", "requested", requested, "libDir", d)
+                log.debug("skipreq", "skipping available library at user%s request" % ("s" if p.own_runner_start else "'s"),
+                          "requested", requested, "libDir", d)
                 continue
             if "cuda_jetpack" in base:
                 continue
@@ -1211,10 +1232,9 @@ class Discovery(object):
                 if p.era == "v0.30":
                     if not vulkan_enabled(p):
                         continue
-                elif p.era == "v0.12":
+                elif p.era == "v0.12" and p.vulkan_optin:
                     if not vulkan_enabled(p):
-                        if p.vulkan_optin:
-                            log.info("vulkan_off", "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1")
+                        log.info("vulkan_off", "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1")
                         continue
                 else:
                     continue
@@ -1237,7 +1257,8 @@ class Discovery(object):
             devices = self.dedupe(found)
             if p.era in ("v0.12", "v0.30"):
                 devices = self.validate(devices)
-                devices.sort(key=lambda d: -d.free)
+                if p.sort_devices:   # by free memory (discover/types.go:30@v0.13.5; not @v0.12.6)
+                    devices.sort(key=lambda d: -d.free)
             return devices
         finally:
             self.kill_all()
@@ -1507,19 +1528,23 @@ class Discovery(object):
         """second pass: a runner limited to the device, deep init (GGML_CUDA_INIT=1)"""
         p = self.p
         pending = []
+        checked = ("CUDA", "Vulkan") if p.own_runner_start else ("CUDA",)
         for d in devices:
-            if d.backend != "CUDA":
+            if d.backend not in checked:
                 continue
             dev_id = str(d.ordinal) if p.era == "v0.30" else d.id
-            extra = {"CUDA_VISIBLE_DEVICES": dev_id, "GGML_CUDA_INIT": "1"}
+            if d.backend == "Vulkan":
+                extra = {"GGML_VK_VISIBLE_DEVICES": str(d.ordinal), "GGML_CUDA_INIT": "1"}
+            else:
+                extra = {"CUDA_VISIBLE_DEVICES": dev_id, "GGML_CUDA_INIT": "1"}
             pending.append((d, self.start(d.libdir, extra)))
-        keep = [d for d in devices if d.backend != "CUDA"]
+        keep = [d for d in devices if d.backend not in checked]
         results = self.finish([x[1] for x in pending])
         for (d, _), res in zip(pending, results):
             self.report(res)
             if any(x.id == d.id for x in res.devices()):
                 keep.append(d)
-            else:
+            elif "filtered" in p.sources:   # dropped silently before 0.12.7 (runner.go:155-156@v0.12.6)
                 self.log.debug("filtered", "filtering device which didn't fully initialize", "id", d.id,
                                "libdir", d.libdir, "pci_id", d.pci_id, "library", d.backend)
         return [d for d in devices if d in keep]
@@ -1691,6 +1716,8 @@ def vram_lines(p, log, total_vram):
 
 
 def override_warnings(p, log):
+    if not p.override_warnings:   # from 0.13.0 (discover/runner.go:470@v0.13.0)
+        return
     keys = ["CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"]
     if p.ver >= (0, 12, 11):
         keys.append("GGML_VK_VISIBLE_DEVICES")

@@ -396,6 +396,9 @@ GPU_LINES = {
              'driver=12.8 name="%s" total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
     "0.11.4": 'time=X level=INFO source=X msg="inference compute" id=%s library=cuda variant=v12 compute=9.0 '
               'driver=12.8 name="%s" total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
+    "0.12.6": 'time=X level=INFO source=X msg="inference compute" id=%s library=CUDA compute=9.0 '
+              'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
+              'type=discrete total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
     "0.13.5": 'time=X level=INFO source=X msg="inference compute" id=%s filter_id="" library=CUDA compute=9.0 '
               'name=CUDA0 description="%s" libdirs=ollama,cuda_v12 driver=12.8 pci_id=0000:00:05.0 '
               'type=discrete total="79.6 GiB" available="79.1 GiB"' % (UUID, NAME),
@@ -417,7 +420,7 @@ CPU_LINES = {
     "0.30.1": 'time=X level=INFO source=X msg="inference compute" id=cpu library=cpu compute="" name=cpu '
               'description=cpu libdirs=ollama driver="" pci_id="" type="" total=<RAM> available=<RAM>',
 }
-CPU_LINES["0.32.15"] = CPU_LINES["0.30.11"] = CPU_LINES["0.24.0"] = CPU_LINES["0.30.1"]
+CPU_LINES["0.32.15"] = CPU_LINES["0.30.11"] = CPU_LINES["0.24.0"] = CPU_LINES["0.12.6"] = CPU_LINES["0.30.1"]
 # every INFO message of a start, in order ("Listening" and "Dynamic LLM libraries" checked apart)
 GPU_MSGS = {
     "0.3.6": ["total blobs: 0", "total unused blobs removed: 0", "LISTEN", "extracting embedded files",
@@ -431,6 +434,8 @@ GPU_MSGS = {
                "discovering available GPUs...",
                "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1",
                "starting runner", "starting runner", "starting runner", "inference compute"],
+    "0.12.6": ["server config", "total blobs: 0", "total unused blobs removed: 0", "LISTEN",
+               "discovering available GPUs...", "inference compute"],
     "0.24.0": ["server config", "Ollama cloud disabled: false", "total blobs: 0", "total unused blobs removed: 0",
                "LISTEN", "discovering available GPUs...",
                "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1",
@@ -450,6 +455,7 @@ CPU_TAIL = {
     "0.5.7": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.11.4": ["looking for compatible GPUs", "no compatible GPUs were discovered", "inference compute"],
     "0.13.5": ["starting runner", "starting runner", "inference compute", "entering low vram mode"],
+    "0.12.6": ["discovering available GPUs...", "inference compute", "entering low vram mode"],
     "0.24.0": ["starting runner", "starting runner", "inference compute", "vram-based default context"],
     "0.30.1": ["discovering available GPUs...", "inference compute", "vram-based default context"],
     "0.30.11": ["discovering available GPUs...", "inference compute", "vram-based default context"],
@@ -968,8 +974,16 @@ def test_num_parallel_default_follows_upstream(simmod, monkeypatch, version, def
 # the fidelity table (simulator/fidelity.json): every row checked against the simulator
 # ---------------------------------------------------------------------------
 
-sys.path.insert(0, SIMSRC)
-import fidelity  # noqa: E402  (simulator/fidelity.py, stdlib only)
+def _load_file(name, path):
+    """import a file as a module without putting its directory on sys.path (module_utils/ would shadow
+    library/'s modules of the same name for other tests)"""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fidelity = _load_file("sim_fidelity", os.path.join(SIMSRC, "fidelity.py"))   # stdlib only
 
 FIDELITY = fidelity.load()
 FIDELITY_RELEASES = fidelity.releases(FIDELITY)
@@ -1122,12 +1136,15 @@ def check_runner_env_row(row):
     if row["env"][0].startswith("(no discovery runner"):
         assert not took and "starting runner" not in msgs(r.log)
         return
-    first = [t for t in took if t["extra_envs"] == "map[]"]
+    as_list = any("as a list" in e for e in row["env"])
+    empty = "[]" if as_list else "map[]"
+    first = [t for t in took if t["extra_envs"] == empty]
     assert any(t["OLLAMA_LIBRARY_PATH"].endswith("/lib/ollama/cuda_v12]") for t in first), took
-    second = [t for t in took if t["extra_envs"] != "map[]"]
+    second = [t for t in took if t["extra_envs"] != empty]
     assert second, took
     dev = UUID if "<GPU UUID>" in " ".join(row["env"]) else "0"
-    assert second[0]["extra_envs"] == "map[CUDA_VISIBLE_DEVICES:%s GGML_CUDA_INIT:1]" % dev, second
+    want = ("[GGML_CUDA_INIT=1 CUDA_VISIBLE_DEVICES=%s]" if as_list else "map[CUDA_VISIBLE_DEVICES:%s GGML_CUDA_INIT:1]")
+    assert second[0]["extra_envs"] == want % dev, second
 
 
 _EXPORTS = {}
@@ -1213,3 +1230,65 @@ def test_readme_lists_exactly_the_table(sim):
     with open(os.path.join(SIMSRC, "README.md")) as f:
         text = f.read()
     assert fidelity.readme_section(FIDELITY) in text, "run: python3 simulator/fidelity.py markdown"
+
+
+# ---------------------------------------------------------------------------
+# real log lines from public issue threads (tests/corpus/upstream_threads.json) against the simulator
+# ---------------------------------------------------------------------------
+
+ollama_log = _load_file("sim_test_ollama_log", os.path.join(REPO, "module_utils", "ollama_log.py"))
+
+with open(os.path.join(REPO, "tests", "corpus", "upstream_threads.json")) as _f:
+    THREADS = json.load(_f)["excerpts"]
+_SLOG_RE = re.compile(r"(?:^|\s)((?:time=\S+\s+)?level=\S+\s.*|msg=.*)$")
+
+
+def _slog_part(line):
+    """the slog record inside a journald / docker-compose / bare line"""
+    m = _SLOG_RE.search(line)
+    return m.group(1) if m else None
+
+
+def _judge(text):
+    res = ollama_log.parse_log(text)
+    return res["mode"], set(e["kind"] for e in res.get("discovery_errors", []))
+
+
+@pytest.mark.parametrize("case", THREADS, ids=[c["url"].rsplit("/", 1)[1] for c in THREADS])
+def test_upstream_thread(sim, case):
+    """The real lines parse to the verdict a reader gives them, the simulated release in the same situation
+    parses to the same verdict, and every real line whose message the fidelity table knows for that release
+    has the table's level and attribute order (the source= line may differ between releases)."""
+    release = case["simulated_release"]
+    real_mode, real_kinds = _judge("\n".join(case["lines"]) + "\n")
+    run = scenario_run(release, case["scenario"])
+    sim_mode, sim_kinds = _judge(run.log)
+    if case["complete_start"]:
+        assert real_mode == case["verdict"], (real_mode, case["url"])
+        assert sim_mode == real_mode, (sim_mode, run.log[-3000:])
+    else:   # a fragment: the parser cannot judge it alone; what it found must be what the simulator's log shows
+        assert real_mode == "unknown" and sim_mode == case["verdict"], (real_mode, sim_mode)
+    assert real_kinds <= sim_kinds, (real_kinds, sim_kinds)
+    rows = fidelity.rows(FIDELITY, "log", release)
+    compared = 0
+    for line in case["lines"]:
+        rec = _slog_part(line)
+        if rec is None:
+            continue
+        pairs = parse(rec)
+        d = dict(pairs)
+        match = [r for r in rows if _template_re(r["msg"]).match(d.get("msg") or "")]
+        if not match:
+            continue
+        keys = [k for k, _ in pairs]
+        fits = []
+        for r in match:
+            want = ["time", "level", "source", "msg"] + r["attrs"]
+            want = [k for k in want if k in keys or k not in ("time", "level", "source")]   # pasted fragments
+            absent = case.get("format_differs", {}).get("missing_keys", [])
+            if keys == [k for k in want if k not in absent] and d.get("level", r["level"]) == r["level"]:
+                fits.append(r)
+        assert fits, "%s: level/attributes fit none of the table's rows for %s: %s" % (
+            line, release, [(r["key"], r["level"], r["attrs"]) for r in match])
+        compared += 1
+    assert compared, "no line of %s is in the table for %s" % (case["url"], release)
