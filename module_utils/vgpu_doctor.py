@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import fnmatch
 import glob
 import json
 import os
@@ -268,7 +269,8 @@ class Probe(object):
 
     def driver_probes(self, specs, timeout):
         """Run live driver probes concurrently: specs [(lib_dirs, env, user_spec)] -> [result] (vgpu_probe)."""
-        return finish_probes([start_probe(d, e, u, timeout) for d, e, u in specs])
+        return finish_probes([start_probe(spec[0], spec[1], spec[2], timeout,
+                                          cuda_names=spec[3] if len(spec) > 3 else None) for spec in specs])
 
     def log_source(self, kind, what):
         if kind == 'file':
@@ -581,6 +583,7 @@ class Facts(object):
         self.preload_entries = []
         self.resolution = []
         self.resolution_after_restart = None
+        self.discovery = None       # discovery_model(): which upstream discovery the resolution models
         self.drivers = []
         self.global_preload = {'path': None, 'exists': False, 'entries': []}
         self.pci = {'path': None, 'devices': [], 'nvidia': [], 'error': None}
@@ -1053,12 +1056,122 @@ def _version_tuple(text):
     return tuple(int(x) for x in parts) if parts else None
 
 
+def _log_version(f):
+    res = log_result(f)
+    return _version_tuple(res.get('ollama_version')) if res else None
+
+
 def runner_backend_first(f):
     """True when the Ollama in the log is older than 0.12 (backend dir before lib/ollama in the runner's
     LD_LIBRARY_PATH); the 0.12+ order when the version is unknown."""
-    res = log_result(f)
-    version = _version_tuple(res.get('ollama_version')) if res else None
+    version = _log_version(f)
     return version is not None and version < (0, 12, 0)
+
+
+# How Ollama finds libcuda for GPU discovery, by release (the simulator's fidelity table has the rows):
+# before 0.12.4 the server itself globs for libcuda.so* and dlopen()s each match by its resolved full path
+# (FindGPULibs, gpu/gpu.go:467-527@v0.3.6, discover/gpu.go:513-577@v0.5.7, :498-559@v0.11.4) - the dynamic
+# loader's search (LD_PRELOAD, LD_LIBRARY_PATH as a search path, ld.so.cache) plays no part; from 0.12.4 a
+# runner subprocess loads libggml-cuda.so, whose DT_NEEDED libcuda.so.1 the loader resolves.
+IN_PROCESS_BEFORE = (0, 12, 4)
+BUNDLED_FIRST_FROM = (0, 3, 14)    # Ollama's lib dir searched first (not @v0.3.6; LibraryDirs() @v0.5.7)
+NVCUDA_GLOBS = (                   # gpu/gpu_linux.go:29-39@v0.3.6 = discover/gpu_linux.go:33-43@v0.5.7,@v0.11.4
+    '/usr/local/cuda*/targets/*/lib/libcuda.so*', '/usr/lib/*-linux-gnu/nvidia/current/libcuda.so*',
+    '/usr/lib/*-linux-gnu/libcuda.so*', '/usr/lib/wsl/lib/libcuda.so*', '/usr/lib/wsl/drivers/*/libcuda.so*',
+    '/opt/cuda/lib*/libcuda.so*', '/usr/local/cuda/lib*/libcuda.so*', '/usr/lib*/libcuda.so*',
+    '/usr/local/lib*/libcuda.so*')
+
+
+def discovery_model(f):
+    """{'mechanism': 'in_process' | 'runner', 'ollama_version', 'reasoned_for'}: which upstream discovery the
+    resolution checks model, from the Ollama version of the current start's log."""
+    version = _log_version(f)
+    shown = '.'.join(str(x) for x in version) if version else None
+    if version is not None and version < IN_PROCESS_BEFORE:
+        return {'mechanism': 'in_process', 'ollama_version': shown,
+                'reasoned_for': 'Ollama %s (before 0.12.4): the server globs for libcuda.so* in %sLD_LIBRARY_PATH '
+                                'and fixed system dirs and dlopen()s each file by its path; LD_PRELOAD and '
+                                'ld.so.cache do not count' % (shown, 'its lib dir, ' if version >= BUNDLED_FIRST_FROM
+                                                              else '')}
+    return {'mechanism': 'runner', 'ollama_version': shown,
+            'reasoned_for': ('Ollama %s (0.12.4+)' % shown if shown else 'Ollama of unknown version, taken as '
+                             '0.12.4+') + ': a runner process loads libggml-cuda.so and the dynamic loader resolves '
+                                          'its libcuda.so.1'}
+
+
+def _go_glob(pattern, dirs_only=False):
+    """Go's filepath.Glob: the directory part expanded first, names sorted per directory, '*' matches dot
+    files, errors ignored."""
+    if not glob.has_magic(pattern):
+        return [pattern] if (os.path.isdir(pattern) if dirs_only else os.path.lexists(pattern)) else []
+    parent, base = os.path.split(pattern)
+    out = []
+    for d in _go_glob(parent, dirs_only=True):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        out.extend(os.path.join(d, n) for n in names if fnmatch.fnmatchcase(n, base)
+                   and (not dirs_only or os.path.isdir(os.path.join(d, n))))
+    return out
+
+
+def _follow_links(path):
+    """FindGPULibs' readlink loop: one link at a time, relative targets joined to the link's dir."""
+    lib = path
+    for _ in range(40):
+        try:
+            target = os.readlink(lib)
+        except OSError:
+            break
+        lib = target if os.path.isabs(target) else os.path.normpath(os.path.join(os.path.dirname(lib), target))
+    return lib
+
+
+def in_process_candidates(f, env):
+    """[(pattern, match, resolved path)] in the order FindGPULibs tries them, de-duplicated like upstream."""
+    version = _log_version(f) or (0, 0, 0)
+    patterns = []
+    if version >= BUNDLED_FIRST_FROM:
+        patterns.append(os.path.join(f.p['ollama_lib_dir'], 'libcuda.so*'))
+    for d in (env.get('LD_LIBRARY_PATH') or '').split(':'):
+        patterns.append(os.path.join(os.path.abspath(d) if d else '/', 'libcuda.so*'))  # "" is the unit's cwd
+    patterns += [f.paths.join(g) for g in NVCUDA_GLOBS]
+    out, seen = [], set()
+    for pat in patterns:
+        for m in _go_glob(pat):
+            lib = _follow_links(m)
+            if lib not in seen:
+                seen.add(lib)
+                out.append((pat, m, lib))
+    return patterns, out
+
+
+def _in_process_resolution(f, env):
+    """One record shaped like a runner's: the libcuda.so* file in-process discovery settles on. Each candidate
+    is tried in turn and the first that initialises wins, so a failing driver library before the shim does not
+    shadow it; the record's path is the first candidate that is the shim (or a copy), else the first one."""
+    patterns, cands = in_process_candidates(f, env)
+    target = f.p['shim']
+    sha = f.shims.get('cuda', {}).get('sha256')
+    tried = []
+    chosen = None
+    for pat, match, lib in cands:
+        is_shim = os.path.exists(lib) and _same_file(lib, target)
+        copy = not is_shim and bool(sha) and _sha(lib) == sha
+        tried.append({'pattern': pat, 'match': match, 'path': lib, 'is_shim': is_shim, 'copy_of_shim': copy})
+        if chosen is None and (is_shim or copy):
+            chosen = tried[-1]
+    pick = chosen or (tried[0] if tried else None)
+    r = {'runner': 'in-process discovery', 'name': 'libcuda.so*', 'path': pick['match'] if pick else None,
+         'real': pick['path'] if pick else None, 'step': ('glob %s' % pick['pattern']) if pick else None,
+         'is_shim': bool(pick and pick['is_shim']), 'copy_of_shim': bool(pick and pick['copy_of_shim']),
+         'error': None if tried else 'no file matches libcuda.so* in %s' % ', '.join(patterns),
+         'search_path': patterns, 'candidates': tried, 'target': target}
+    r['ok'] = bool(chosen)
+    if tried and not chosen:
+        r['error'] = 'none of %s is the shim %s' % (', '.join(t['path'] for t in tried), target)
+    return [r]
 
 
 def _preload_objects_for(f, env):
@@ -1070,10 +1183,12 @@ def _preload_objects_for(f, env):
 
 
 def _gather_resolution(f):
-    after = _runner_resolution(f, f.unit_env)
+    f.discovery = discovery_model(f)
+    resolve = _in_process_resolution if f.discovery['mechanism'] == 'in_process' else _runner_resolution
+    after = resolve(f, f.unit_env)
     running = f.running_env
     if running is not None and any(running.get(v) != f.unit_env.get(v) for v in ('LD_PRELOAD', 'LD_LIBRARY_PATH')):
-        f.resolution = _runner_resolution(f, running)
+        f.resolution = resolve(f, running)
         for r in f.resolution:
             r['env'] = 'running'
         for r in after:
@@ -1405,15 +1520,26 @@ def _gather_driver_probe(f, probe):
         f.driver_probe = {'ran': False, 'reason': 'cannot run as the unit\'s user: %s' % f.unit['user_error']}
         return
     lib = f.p['ollama_lib_dir']
-    sets = [[lib, d] for d in f.cuda_dirs] or [[lib] if os.path.isdir(lib) else []]
+    names = None
+    if (f.discovery or {}).get('mechanism') == 'in_process':
+        # the file in-process discovery settles on, opened by its path as that Ollama does
+        pick = (f.resolution_after_restart or [{}])[0]
+        if not pick.get('real'):
+            f.driver_probe = {'ran': False, 'reason': 'in-process discovery (%s) finds no libcuda.so* file to '
+                                                      'probe' % f.discovery['reasoned_for']}
+            return
+        names = [pick['real']]
+        sets = [[lib] if os.path.isdir(lib) else []]
+    else:
+        sets = [[lib, d] for d in f.cuda_dirs] or [[lib] if os.path.isdir(lib) else []]
     user = _probe_user(f)
     env = dict(f.unit_env)
-    specs = [(d, env, user) for d in sets]
+    specs = [(d, env, user) + ((names,) if names else ()) for d in sets]
     cvd = env.get('CUDA_VISIBLE_DEVICES')
     hides = cvd is not None and visible_device_count(cvd, max(1, len(f.pci['nvidia']))) == 0
     if hides:
         without = dict((k, v) for k, v in env.items() if k != 'CUDA_VISIBLE_DEVICES')
-        specs += [(d, without, user) for d in sets]
+        specs += [(d, without, user) + ((names,) if names else ()) for d in sets]
     began = time.time()
     timeout = float(f.p.get('probe_timeout') or PROBE_TIMEOUT)
     results = probe.driver_probes(specs, timeout)
@@ -1973,7 +2099,7 @@ def check_link_missing(f):
         return []
     sev = _link_severity(f)
     ev = {'paths': [l['path'] for l in missing], 'targets': sorted(set(l['target'] for l in missing)),
-          'runner_resolves_shim': _resolution_ok(f),
+          'runner_resolves_shim': _resolution_ok(f), 'discovery': f.discovery,
           'resolution': [_short_resolution(r) for r in f.resolution_after_restart or []],
           'log_lines': log_errors(f, 'shared_library')}
     out = []
@@ -2505,8 +2631,10 @@ def doctor(params, paths=None, probe=None):
         'healthy': healthy,
         'verdict': v,
         'resolution': [dict((k, r.get(k)) for k in ('runner', 'name', 'path', 'real', 'step', 'ok', 'is_shim',
-                                                    'copy_of_shim', 'error', 'skipped', 'env', 'search_path'))
+                                                    'copy_of_shim', 'error', 'skipped', 'env', 'search_path',
+                                                    'candidates'))
                        for r in f.resolution],
+        'discovery': f.discovery,
         'summary': summary_line(findings, v, healthy),
         'links': f.links,
         'service': dict((k, f.unit.get(k)) for k in ('name', 'load_state', 'active_state', 'sub_state', 'main_pid',

@@ -559,7 +559,7 @@ os._exit(0)
 '''
 
 
-def probe_command(lib_dirs, env, python=DEFAULT_PYTHON, max_devices=MAX_DEVICES):
+def probe_command(lib_dirs, env, python=DEFAULT_PYTHON, max_devices=MAX_DEVICES, cuda_names=None):
     """The child's argv and environment.
 
     argv = ``[python, '-I', '-S', '-B', '-c', CHILD_CODE, <json args>]``; the environment is ``env`` (the
@@ -574,7 +574,10 @@ def probe_command(lib_dirs, env, python=DEFAULT_PYTHON, max_devices=MAX_DEVICES)
             del env[k]
     if entries:
         env['LD_LIBRARY_PATH'] = ':'.join(entries)
-    args = json.dumps({'cuda': list(CUDA_NAMES), 'nvml': list(NVML_NAMES), 'max_devices': int(max_devices)})
+    # cuda_names: what to dlopen instead of upstream's bare names - the full path Ollama before 0.12.4 opens
+    # (its in-process discovery, discover/gpu_info_nvcuda.c:33@v0.5.7)
+    args = json.dumps({'cuda': list(cuda_names or CUDA_NAMES), 'nvml': list(NVML_NAMES),
+                       'max_devices': int(max_devices)})
     return [python or default_python(), '-I', '-S', '-B', '-c', CHILD_CODE, args], env
 
 
@@ -801,7 +804,7 @@ def _user_fields(user_spec):
 
 
 def start_probe(lib_dirs, env, user_spec=None, timeout=PROBE_TIMEOUT, python=None, which=shutil.which,
-                max_devices=MAX_DEVICES):
+                max_devices=MAX_DEVICES, cuda_names=None):
     """Start one probe; returns a handle at once (the child runs in the background).
 
     ``lib_dirs``: Ollama's dirs in upstream's order (``<lib/ollama>``, ``<lib/ollama>/cuda_vNN``);
@@ -810,8 +813,9 @@ def start_probe(lib_dirs, env, user_spec=None, timeout=PROBE_TIMEOUT, python=Non
     (default /usr/bin/python3, which the service user can normally run; a virtualenv's may sit in a
     private home)."""
     env = dict(env or {})
-    argv, child_env = probe_command(lib_dirs, env, python or default_python(), max_devices)
+    argv, child_env = probe_command(lib_dirs, env, python or default_python(), max_devices, cuda_names)
     meta = {'lib_dirs': list(lib_dirs or []), 'ld_library_path': child_env.get('LD_LIBRARY_PATH'),
+            'cuda_names': list(cuda_names or CUDA_NAMES),
             'ld_preload': env.get('LD_PRELOAD'), 'cuda_visible_devices': env.get('CUDA_VISIBLE_DEVICES'),
             'as_user': 'uid %d' % os.geteuid(), 'timeout': timeout}
     try:

@@ -200,20 +200,54 @@ def test_dangling_link_is_a_warning_while_another_dir_supplies_the_shim(host):
     assert r['skipped'][0]['reason'].startswith('dangling symlink')
 
 
-@pytest.mark.parametrize('log,loaded', [('cpu-0.12.6.log', False), ('cpu-0.5.7.log', True)])
-def test_runner_search_order_follows_the_ollama_version(host, log, loaded):
+def test_runner_search_order_0_12(host):
     """A stale copy in cuda_v12 (not in lib/ollama): discovery of 0.12+ searches lib/ollama first and finds the
-    link there; the runners of 0.5-0.11 searched the backend dir first and load the stale copy."""
-    host.healthy(log=log)
+    link there; the stale copy is a warning."""
+    host.healthy(log='cpu-0.12.6.log')
     host.install('cuda_own_soname', host.shim)
     stale = host.install('cuda_stale', os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1'))
     res = fakehost.diagnose(host)
     r = [x for x in res['resolution'] if x['runner'] == 'cuda_v12' and x['name'] == 'libcuda.so.1'][0]
-    assert (r['path'] == stale) is loaded and r['ok'] is not loaded
+    assert r['path'] != stale and r['ok']
+    assert res['discovery']['mechanism'] == 'runner'
     wrong = [f for f in res['findings'] if f['code'] == 'LINK_WRONG']
-    assert [f['severity'] for f in wrong] == ['error' if loaded else 'warning']
+    assert [f['severity'] for f in wrong] == ['warning']
     assert wrong[0]['fix'] == {'action': 'relink', 'target': host.shim, 'names': ['libcuda.so.1'], 'paths': [stale],
                                'replace_files': True}
+
+
+def test_in_process_discovery_before_0_12_4(host):
+    """Ollama 0.5.7 globs lib/ollama, LD_LIBRARY_PATH and the fixed dirs (discover/gpu.go:513-577@v0.5.7) and
+    opens the files by path: the stale copy in cuda_v12 is never looked at, the lib/ollama link is."""
+    host.healthy(log='cpu-0.5.7.log')
+    host.install('cuda_own_soname', host.shim)
+    host.install('cuda_stale', os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1'))
+    res = fakehost.diagnose(host)
+    assert res['discovery']['mechanism'] == 'in_process' and '0.5.7' in res['discovery']['reasoned_for']
+    r = res['resolution'][0]
+    assert r['runner'] == 'in-process discovery' and r['ok']
+    assert r['search_path'][0] == os.path.join(host.ollama, 'libcuda.so*')
+    assert r['search_path'][-1] == host.P('/usr/local/lib*/libcuda.so*')
+    assert r['path'] == os.path.join(host.ollama, 'libcuda.so.1') and r['real'] == host.shim
+    assert [c['path'] for c in r['candidates']] == [host.shim]   # every link resolves to the one shim
+
+
+def test_in_process_discovery_ignores_preload_and_cache(host):
+    """0.5.7 with the shim only preloaded and in ld.so.cache, no libcuda.so* link in any glob: CPU mode
+    upstream, so the missing links are an error, not the 0.12+ warning"""
+    host.healthy(log='cpu-0.5.7.log')
+    host.install('cuda_own_soname', host.shim)
+    for d in host.link_dirs():
+        for n in ('libcuda.so.1', 'libnvidia-ml.so.1'):
+            if os.path.lexists(os.path.join(d, n)):
+                os.unlink(os.path.join(d, n))
+    host.cache([('libcuda.so.1', host.shim)])
+    res = fakehost.diagnose(host)
+    r = res['resolution'][0]
+    assert not r['ok'] and r['error'].startswith('no file matches libcuda.so*')
+    missing = [f for f in res['findings'] if f['code'] == 'LINK_MISSING']
+    assert missing and missing[0]['severity'] == 'error'
+    assert missing[0]['evidence']['discovery']['mechanism'] == 'in_process'
 
 
 def test_missing_dropin_is_a_warning_while_links_work(host):

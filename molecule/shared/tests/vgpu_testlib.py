@@ -79,16 +79,6 @@ def current_journal(host, unit=UNIT):
     return host.check_output("journalctl -q --no-pager -o cat _SYSTEMD_INVOCATION_ID=%s", inv)
 
 
-def ollama_backends(version):
-    """The cuda_v* directories the simulator's release `version` ships (.build/sim/versions.txt)."""
-    with open(os.path.join(PROJECT_DIR, ".build", "sim", "versions.txt")) as f:
-        for line in f:
-            fields = line.split()
-            if fields and fields[0] == version:
-                return sorted(d for d in fields[1].split(",") if d.startswith("cuda_v"))
-    raise AssertionError("simulator release %s is not in versions.txt" % version)
-
-
 def installed_ollama_version(host):
     return host.check_output("/usr/local/bin/ollama --version").split()[-1]
 
