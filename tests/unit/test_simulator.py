@@ -1249,6 +1249,16 @@ def _slog_part(line):
     return m.group(1) if m else None
 
 
+def _env_keys(env):
+    """the keys of a Go map printed by slog (map[K:V K:[a b] ...])"""
+    return set(kv.split(":", 1)[0] for kv in re.sub(r"\[[^\]]*\]", "", env[len("map["):-1]).split())
+
+
+def _env_value(env, key):
+    m = re.search(r"(?:\[| )%s:(\[[^\]]*\]|\S*)" % re.escape(key), env)
+    return m.group(1) if m else None
+
+
 def _judge(text):
     res = ollama_log.parse_log(text)
     return res["mode"], set(e["kind"] for e in res.get("discovery_errors", []))
@@ -1268,6 +1278,13 @@ def test_upstream_thread(sim, case):
         assert sim_mode == real_mode, (sim_mode, run.log[-3000:])
     else:   # a fragment: the parser cannot judge it alone; what it found must be what the simulator's log shows
         assert real_mode == "unknown" and sim_mode == case["verdict"], (real_mode, sim_mode)
+    if case["version"] == release:   # the very release: the server config keys (envconfig AsMap) are the same
+        for line in case["lines"]:
+            real_env = dict(parse(_slog_part(line) or "")).get("env")
+            if real_env and dict(parse(_slog_part(line))).get("msg") == "server config":
+                sim_env = dict(lines_with(run.log, "server config")[0])["env"]
+                assert _env_keys(real_env) == _env_keys(sim_env), (release, _env_keys(real_env) ^ _env_keys(sim_env))
+                assert _env_value(real_env, "OLLAMA_ORIGINS") == _env_value(sim_env, "OLLAMA_ORIGINS")
     assert real_kinds <= sim_kinds, (real_kinds, sim_kinds)
     rows = fidelity.rows(FIDELITY, "log", release)
     compared = 0
