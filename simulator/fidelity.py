@@ -162,11 +162,46 @@ def verify_row(row, git_dir, cache):
     return out
 
 
+def _cited_text(row, git_dir, cache):
+    """the cited lines of every file citation of the row, joined (for the literal checks below)"""
+    parts = []
+    cites = row["upstream"] if isinstance(row["upstream"], list) else [row["upstream"]]
+    for c in cites:
+        if c.startswith(("http://", "https://")):
+            continue
+        path, first, last, tag = parse_cite(c)
+        lines = _git_lines(git_dir, tag, path, cache) or []
+        parts.append("\n".join(lines[first - 1:last]))
+    return "\n".join(parts)
+
+
+def verify_literals(row, git_dir, cache):
+    """what a non-log row states that the cited lines must contain literally: the fixed globs of a
+    discovery row, the dlsym names of an in-process driver_calls row, the default of a default row"""
+    text = _cited_text(row, git_dir, cache)
+    out = []
+    if row["kind"] == "discovery":
+        for g in row["search"]:
+            # the fixed globs of in-process discovery; a loader row's steps are glibc's, not Ollama's
+            if "*" in g and not any(ch in g for ch in "<$") and ('"%s"' % g) not in text:
+                out.append("glob %s not in the cited lines" % g)
+    elif row["kind"] == "driver_calls" and all(re.match(r"^cu\w+$", c) for c in row["calls"]):
+        for c in row["calls"]:
+            if ('"%s"' % c) not in text:
+                out.append("%s not in the cited lines" % c)
+    elif row["kind"] == "default" and row["name"] == "OLLAMA_NUM_PARALLEL":
+        if ('Uint("OLLAMA_NUM_PARALLEL", %s)' % row["value"]) not in text:
+            out.append("Uint(\"OLLAMA_NUM_PARALLEL\", %s) not at the cited line" % row["value"])
+    return out
+
+
 def verify(table, git_dir):
     cache = {}
     bad = 0
     for r in table["rows"]:
         problems = verify_row(r, git_dir, cache)
+        if not problems:
+            problems = verify_literals(r, git_dir, cache)
         for p in problems:
             bad += 1
             print("%s %s %s: %s" % (r["release"], r["kind"], r.get("key") or r.get("name") or "", p))

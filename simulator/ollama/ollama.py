@@ -1783,7 +1783,7 @@ CUDART_GLOBS = [  # gpu/gpu_linux.go:12-25@v0.3.6 = discover/gpu_linux.go:16-29@
 ]
 NVCUDA_SYMBOLS = ("cuInit", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetAttribute",
                   "cuDeviceGetUuid", "cuDeviceGetName", "cuCtxCreate_v3", "cuMemGetInfo_v2",
-                  "cuCtxDestroy")  # gpu/gpu_info_nvcuda.c:20-29@v0.3.6, discover/gpu_info_nvcuda.c:20-31@v0.5.7
+                  "cuCtxDestroy")  # gpu/gpu_info_nvcuda.c:20-29@v0.3.6, discover/gpu_info_nvcuda.c:21-30@v0.5.7
 CUDART_FIRST_SYMBOL = "cudaSetDevice"   # discover/gpu_info_cudart.c:18@v0.5.7 (first of its lookups)
 CUDA_COMPUTE_MIN = (5, 0)               # CudaComputeMajorMin/MinorMin, discover/gpu.go:70-71@v0.5.7
 
