@@ -4,7 +4,8 @@
 
 The parser is pure: ``parse_log(text)`` or ``LogParser().feed(...)`` take text and give a dict.
 It judges only the **last** server start in its input and never looks at ``source=file.go:N``
-line numbers (they change every release). Rules, by era (see docs in DESIGN.md section 4):
+line numbers (they change every release). Rules, by era (the log rows of every simulated release, with
+their upstream lines, are in simulator/fidelity.json):
 
 * a start is a ``server config`` record and/or the ``Listening on … (version X)`` record that
   follows it (one start, not two); the pre-slog ``2025/02/28 12:37:36 routes.go:1215: INFO server

@@ -434,11 +434,13 @@ def server_env_map(p):
         m["OLLAMA_LOAD_TIMEOUT"] = go_duration_env("OLLAMA_LOAD_TIMEOUT", 300 * 10 ** 9)
         if p.ver < (0, 30, 0):
             m["OLLAMA_MULTIUSER_CACHE"] = env_bool("OLLAMA_MULTIUSER_CACHE")
-    if p.ver >= (0, 11, 0):
-        # 4096 until 0.15.4, 0 (VRAM-based) from 0.15.5 (envconfig/config.go:232@v0.24.0)
-        m["OLLAMA_CONTEXT_LENGTH"] = s("OLLAMA_CONTEXT_LENGTH") or ("4096" if p.ver < (0, 15, 5) else "0")
-        if p.ver < (0, 30, 0):
-            m["OLLAMA_NEW_ENGINE"] = env_bool("OLLAMA_NEW_ENGINE")
+    if (0, 5, 12) <= p.ver < (0, 30, 0):
+        m["OLLAMA_NEW_ENGINE"] = env_bool("OLLAMA_NEW_ENGINE")     # envconfig/config.go:170@v0.6.8, from 0.5.12
+    if p.ver >= (0, 5, 13):
+        # Uint("OLLAMA_CONTEXT_LENGTH", 2048) from 0.5.13 (envconfig/config.go:172@v0.6.1), 4096 from 0.6.7
+        # (:172@v0.6.8), 0 (VRAM-based) from 0.15.5 (:232@v0.24.0)
+        default_ctx = "2048" if p.ver < (0, 6, 7) else ("4096" if p.ver < (0, 15, 5) else "0")
+        m["OLLAMA_CONTEXT_LENGTH"] = s("OLLAMA_CONTEXT_LENGTH") or default_ctx
     if p.ver >= (0, 12, 0):
         m["OLLAMA_REMOTES"] = (s("OLLAMA_REMOTES") or "ollama.com").split(",")
     if p.ver >= (0, 12, 6):

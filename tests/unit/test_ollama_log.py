@@ -14,7 +14,7 @@ from ansible.module_utils import ollama_log as L
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'corpus')
 EXPECTED = yaml.safe_load(open(os.path.join(CORPUS, 'expected.yml')))
 
-# literal lines, one per era (DESIGN.md section 4)
+# literal lines, one per era (formats: the log rows of simulator/fidelity.json)
 IC_037 = ('time=2024-08-01T10:00:00.000Z level=INFO source=types.go:105 msg="inference compute" '
           'id=GPU-452cac9f-6960-839c-4fb3-0cec83699196 library=cuda compute=8.6 driver=12.4 '
           'name="NVIDIA GeForce RTX 3090" total="23.7 GiB" available="23.4 GiB"')
