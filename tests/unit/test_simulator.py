@@ -1309,3 +1309,34 @@ def test_upstream_thread(sim, case):
             line, release, [(r["key"], r["level"], r["attrs"]) for r in match])
         compared += 1
     assert compared, "no line of %s is in the table for %s" % (case["url"], release)
+
+
+CORPUS = os.path.join(REPO, "tests", "corpus")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(CORPUS) if n.split("-")[0] in FIDELITY_RELEASES))
+def test_corpus_log_of_a_simulated_release_fits_the_table(name):
+    """tests/corpus/<release>-*.log of a simulated release: every line whose message the table knows for that
+    release has exactly the table's level, source= and attribute order (the parser tests must not rest on
+    lines that release never printed)"""
+    release = name.split("-")[0]
+    rows = fidelity.rows(FIDELITY, "log", release)
+    checked = 0
+    with open(os.path.join(CORPUS, name), encoding="utf-8") as f:
+        for line in f:
+            start = line.find("time=") if "time=" in line else line.find("level=")
+            if start < 0:
+                continue
+            rec = line[start:].strip()
+            pairs = parse(rec)
+            d = dict(pairs)
+            match = [r for r in rows if _template_re(r["msg"]).match(d.get("msg") or "")]
+            if not match:
+                continue
+            keys = [k for k, _ in pairs]
+            head = ["time", "level", "source", "msg"] if "time" in d else ["level", "source", "msg"]
+            assert any(keys == head + r["attrs"] and d["level"] == r["level"]
+                       and d["source"] == r["source"] for r in match), (name, line, [
+                           (r["level"], r["source"], r["attrs"]) for r in match])
+            checked += 1
+    assert checked, name
