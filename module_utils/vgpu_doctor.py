@@ -9,7 +9,7 @@ Two halves:
   cache, PCI devices, snap, the current start's log verdict. It never writes; the only commands it runs
   go through ``probe`` (``systemctl show``, ``journalctl``, ``ldconfig -p``, ``rpm -qf``, ``ld.so --help``
   and a load test of a shim as the service user).
-* ``check_<code>(facts)`` - one pure function per code of DESIGN.md section 3 - turns facts into findings;
+* ``check_<code>(facts)`` - one pure function per code of ``CODES`` (ordered by ``PRIORITY``) - turns facts into findings;
   ``diagnose(facts)`` runs them all and orders the result (``PRIORITY``).
 
 ``SystemPaths(root)`` puts the fixed system locations (``/etc``, ``/proc``, ``/sys``, ``/snap``, unit and
@@ -354,7 +354,7 @@ def cuda_dirs(ollama_lib_dir):
 
 
 def default_link_dirs(strategy, shim, ollama_lib_dir):
-    """The directories the vgpu_links role manages for this strategy (DESIGN section 2)."""
+    """The directories the vgpu_links role manages for this strategy (roles/vgpu_links/defaults/main.yml)."""
     shim_dir = os.path.dirname(shim)
     if strategy == 'library_path':
         return [shim_dir]
