@@ -268,9 +268,9 @@ class Probe(object):
         return p.returncode, p.stdout.decode('utf-8', 'replace'), p.stderr.decode('utf-8', 'replace')
 
     def driver_probes(self, specs, timeout):
-        """Run live driver probes concurrently: specs [(lib_dirs, env, user_spec)] -> [result] (vgpu_probe)."""
-        return finish_probes([start_probe(spec[0], spec[1], spec[2], timeout,
-                                          cuda_names=spec[3] if len(spec) > 3 else None) for spec in specs])
+        """Run live driver probes concurrently: specs [(lib_dirs, env, user_spec, cuda_names)] -> [result]
+        (vgpu_probe; cuda_names None = upstream's bare names)."""
+        return finish_probes([start_probe(d, e, u, timeout, cuda_names=n) for d, e, u, n in specs])
 
     def log_source(self, kind, what):
         if kind == 'file':
@@ -1534,12 +1534,12 @@ def _gather_driver_probe(f, probe):
         sets = [[lib, d] for d in f.cuda_dirs] or [[lib] if os.path.isdir(lib) else []]
     user = _probe_user(f)
     env = dict(f.unit_env)
-    specs = [(d, env, user) + ((names,) if names else ()) for d in sets]
+    specs = [(d, env, user, names) for d in sets]
     cvd = env.get('CUDA_VISIBLE_DEVICES')
     hides = cvd is not None and visible_device_count(cvd, max(1, len(f.pci['nvidia']))) == 0
     if hides:
         without = dict((k, v) for k, v in env.items() if k != 'CUDA_VISIBLE_DEVICES')
-        specs += [(d, without, user) + ((names,) if names else ()) for d in sets]
+        specs += [(d, without, user, names) for d in sets]
     began = time.time()
     timeout = float(f.p.get('probe_timeout') or PROBE_TIMEOUT)
     results = probe.driver_probes(specs, timeout)

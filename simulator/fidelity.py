@@ -120,14 +120,17 @@ def _literal_parts(msg):
     return sorted((p for p in re.split(r"%[-+# 0-9.]*[a-zA-Z]", msg) if len(p.strip()) >= 4), key=len, reverse=True)
 
 
+def _file_cites(row):
+    """(citation, path, first line, last line, tag) of the row's file citations, in order (links skipped)"""
+    cites = row["upstream"] if isinstance(row["upstream"], list) else [row["upstream"]]
+    return [(c,) + parse_cite(c) for c in cites if not c.startswith(("http://", "https://"))]
+
+
 def verify_row(row, git_dir, cache):
     """-> list of problems (empty: the cited upstream lines say what the row says)"""
     out = []
-    cites = row["upstream"] if isinstance(row["upstream"], list) else [row["upstream"]]
-    for c in cites:
-        if c.startswith(("http://", "https://")):
-            continue
-        path, first, last, tag = parse_cite(c)
+    cites = _file_cites(row)
+    for c, path, first, last, tag in cites:
         lines = _git_lines(git_dir, tag, path, cache)
         if lines is None:
             out.append("%s: no such file at the tag" % c)
@@ -135,7 +138,7 @@ def verify_row(row, git_dir, cache):
         if last > len(lines):
             out.append("%s: the file has only %d lines" % (c, len(lines)))
             continue
-        if row["kind"] != "log" or c != cites[0]:
+        if row["kind"] != "log" or c != cites[0][0]:
             continue
         # a log row: the first citation is the call itself; the call may span lines
         # the message may be built by fmt.Errorf just above (slog.Info(err.Error())) and split
@@ -165,11 +168,7 @@ def verify_row(row, git_dir, cache):
 def _cited_text(row, git_dir, cache):
     """the cited lines of every file citation of the row, joined (for the literal checks below)"""
     parts = []
-    cites = row["upstream"] if isinstance(row["upstream"], list) else [row["upstream"]]
-    for c in cites:
-        if c.startswith(("http://", "https://")):
-            continue
-        path, first, last, tag = parse_cite(c)
+    for c, path, first, last, tag in _file_cites(row):
         lines = _git_lines(git_dir, tag, path, cache) or []
         parts.append("\n".join(lines[first - 1:last]))
     return "\n".join(parts)

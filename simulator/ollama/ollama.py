@@ -134,13 +134,13 @@ FIDELITY_SOURCES = None  # @FIDELITY_SOURCES@
 def _load_sources():
     if FIDELITY_SOURCES is not None:
         return FIDELITY_SOURCES
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fidelity.json")
-    out = {}
-    with open(path) as f:
-        for r in json.load(f)["rows"]:
-            if r["kind"] == "log":
-                out.setdefault(r["release"], {})[r["key"]] = r["source"]
-    return out
+    # from the source tree: simulator/fidelity.py reads the table (the same sources() build.sh bakes in)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "vgpu_sim_fidelity", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fidelity.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.sources(mod.load())
 
 
 SOURCES = _load_sources()
@@ -990,20 +990,6 @@ class RunnerResult(object):
                 out.append(d)
         return out
 
-    def failures(self):
-        """(library path, error text, result dict) for every backend that failed"""
-        out = []
-        if not self.data:
-            return out
-        for lib in self.data.get("libs", []):
-            res = lib.get("result") or {}
-            if lib.get("error"):
-                out.append((lib.get("path"), lib["error"], res))
-            elif res.get("error"):
-                err = res["error"]
-                out.append((lib.get("path"), "%s: %s (%s)" % (err.get("call"), err.get("message"), err.get("code")), res))
-        return out
-
 
 SIGNAL_TEXT = {4: "illegal instruction", 6: "aborted", 7: "bus error", 9: "killed", 11: "segmentation fault",
                15: "terminated"}
@@ -1202,7 +1188,7 @@ class Discovery(object):
         if res.timed_out:
             self.failure_line(res, "failed to finish discovery before timeout")
             return
-        if p.era == "v0.12" and not p.took_first:
+        if not p.took_first:
             self.took_line(res)
         if res.data is None:
             if res.exit_code is not None and res.exit_code < 0:

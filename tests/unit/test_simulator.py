@@ -5,6 +5,7 @@ Real processes on this machine: each test installs a tarball into a temp prefix
 loopback port.  GPU mode must come only from the dynamic loader resolving
 libcuda.so.1 to a library that answers the CUDA driver API.
 """
+import functools
 import importlib.util
 import json
 import os
@@ -921,12 +922,20 @@ def test_install_and_upgrade_in_temp_root(sim, tmp_path):
 # ---------------------------------------------------------------------------
 
 
+_SIMULATOR_MODULE = []
+
+
+def simulator_module():
+    """simulator/ollama/ollama.py imported once (its functions are pure; Profile reads the environment when
+    it is built)"""
+    if not _SIMULATOR_MODULE:
+        _SIMULATOR_MODULE.append(_load_file("ollama_sim", os.path.join(SIMSRC, "ollama", "ollama.py")))
+    return _SIMULATOR_MODULE[0]
+
+
 @pytest.fixture(scope="module")
 def simmod():
-    spec = importlib.util.spec_from_file_location("ollama_sim", os.path.join(SIMSRC, "ollama", "ollama.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return simulator_module()
 
 
 def test_go_formatting(simmod):
@@ -1040,6 +1049,7 @@ def scenario_run(release, name):
     return _RUNS[key]
 
 
+@functools.lru_cache(maxsize=None)
 def _template_re(msg):
     return re.compile("^%s$" % re.sub(r"%[-+# 0-9.]*[a-zA-Z]", lambda m: ".*", re.escape(msg).replace("\\%", "%")))
 
@@ -1075,8 +1085,6 @@ def _tar_names(release):
 def check_layout_row(row):
     names = _tar_names(row["release"])
     assert set(row["paths"]) <= names, set(row["paths"]) - names
-    files = set(n for n in names if n.startswith("lib/") and "/" in n[len("lib/ollama/"):] is False)
-    del files
     if not any("/cuda_v" in x for x in row["paths"]):
         assert not [n for n in names if n.startswith("lib/ollama/cuda_v")], names
     if row.get("payloads"):
@@ -1178,9 +1186,7 @@ def check_driver_calls_row(row):
 
 
 def check_default_row(row):
-    spec = importlib.util.spec_from_file_location("ollama_sim_fid", os.path.join(SIMSRC, "ollama", "ollama.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = simulator_module()
     saved = dict(os.environ)
     try:
         os.environ.pop(row["name"], None)
@@ -1259,6 +1265,13 @@ def _env_value(env, key):
     return m.group(1) if m else None
 
 
+def _table_rows_for(rows, rec):
+    """(pairs, fields, the log rows of the table whose message template matches the record's msg)"""
+    pairs = parse(rec)
+    d = dict(pairs)
+    return pairs, d, [r for r in rows if _template_re(r["msg"]).match(d.get("msg") or "")]
+
+
 def _judge(text):
     res = ollama_log.parse_log(text)
     return res["mode"], set(e["kind"] for e in res.get("discovery_errors", []))
@@ -1293,9 +1306,7 @@ def test_upstream_thread(sim, case):
         rec = _slog_part(line)
         if rec is None:
             continue
-        pairs = parse(rec)
-        d = dict(pairs)
-        match = [r for r in rows if _template_re(r["msg"]).match(d.get("msg") or "")]
+        pairs, d, match = _table_rows_for(rows, rec)
         if not match:
             continue
         keys = [k for k, _ in pairs]
@@ -1326,14 +1337,11 @@ def test_corpus_log_of_a_simulated_release_fits_the_table(name):
     checked = 0
     with open(os.path.join(CORPUS, name), encoding="utf-8") as f:
         for line in f:
-            start = line.find("time=") if "time=" in line else line.find("level=")
-            if start < 0:
+            rec = _slog_part(line.strip())
+            if rec is None:
                 continue
-            rec = line[start:].strip()
-            pairs = parse(rec)
-            d = dict(pairs)
-            match = [r for r in rows if _template_re(r["msg"]).match(d.get("msg") or "")]
-            if not match:
+            pairs, d, match = _table_rows_for(rows, rec)
+            if not match or "level" not in d:
                 continue
             keys = [k for k, _ in pairs]
             head = ["time", "level", "source", "msg"] if "time" in d else ["level", "source", "msg"]
