@@ -107,10 +107,10 @@ options:
     type: bool
     default: true
   state:
-    description: C(present) makes the links; C(absent) removes links that point at I(target).
     type: str
     choices: [present, absent]
     default: present
+    description: C(present) makes the links; C(absent) removes links that point at I(target).
 attributes:
   check_mode:
     support: full
@@ -180,7 +180,6 @@ changed:
   type: bool
 '''
 
-import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -188,25 +187,23 @@ from ansible.module_utils.vgpu_elf import ElfError, read_elf
 from ansible.module_utils.vgpu_fs import (
     atomic_symlink, backup_path, describe, find_backups, looks_like_nvidia_driver, make_backup, sha256_file,
 )
+from ansible.module_utils.vgpu_layout import OLLAMA_LIB_DIR, cuda_dirs, default_link_dirs, unique_dirs
 
-DEFAULT_DIRS = ['/usr/lib64', '/usr/local/lib', '/usr/local/lib/ollama', '/usr/local/lib/ollama/cuda_v12',
-                '/usr/local/lib/ollama/cuda_v13']
+# Fallbacks for a task that passes nothing (the roles always pass theirs): the preload layout's link dirs.
+DEFAULT_DIRS = default_link_dirs('preload')
+DEFAULT_NAMES = ['libcuda.so.1']
 CHANGING = ('created', 'replaced', 'removed', 'restored', 'backed_up_and_replaced')
 
 
 def candidate_dirs(dirs, ollama_lib_dir, discover):
     """dirs + discovered cuda_v* dirs, de-duplicated by path and by real path (first wins)."""
-    wanted = [os.path.normpath(d) for d in dirs]
-    if discover and os.path.isdir(ollama_lib_dir):
-        found = [d for d in glob.glob(os.path.join(glob.escape(ollama_lib_dir), 'cuda_v*')) if os.path.isdir(d)]
-        wanted.extend(sorted(os.path.normpath(d) for d in found))
+    wanted = unique_dirs(list(dirs) + (cuda_dirs(ollama_lib_dir) if discover else []))
     out, seen = [], set()
     for d in wanted:
         key = os.path.realpath(d) if os.path.exists(d) else d
-        if d in seen or key in seen:
-            continue
-        seen.update([d, key])
-        out.append(d)
+        if key not in seen:
+            seen.update([d, key])
+            out.append(d)
     return out
 
 
@@ -436,13 +433,13 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             target=dict(type='path'),
-            names=dict(type='list', elements='str', default=['libcuda.so.1']),
+            names=dict(type='list', elements='str', default=list(DEFAULT_NAMES)),
             links=dict(type='list', elements='dict', options=dict(
                 target=dict(type='path', required=True),
-                names=dict(type='list', elements='str', default=['libcuda.so.1']),
+                names=dict(type='list', elements='str', default=list(DEFAULT_NAMES)),
             )),
             dirs=dict(type='list', elements='path', default=list(DEFAULT_DIRS)),
-            ollama_lib_dir=dict(type='path', default='/usr/local/lib/ollama'),
+            ollama_lib_dir=dict(type='path', default=OLLAMA_LIB_DIR),
             discover_ollama_dirs=dict(type='bool', default=True),
             create_missing_dirs=dict(type='bool', default=False),
             replace_files=dict(type='bool', default=False),

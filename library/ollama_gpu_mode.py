@@ -308,32 +308,33 @@ api:
 
 import ipaddress
 import json
-import os
 import time
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import ProxyHandler, build_opener
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_log import (FileSource, JournalSource, check_expectations, follow_log,
-                                             hint_for, judge_libraries, normalize_libraries, parse_size,
-                                             summarize, total_vram_bytes)
-from ansible.module_utils.vgpu_systemd import (LOG_SINK_PROPERTIES, boot_id, journal_command, log_sink,
-                                               start_not_older_than, systemctl_show, try_systemctl_show,
-                                               unit_start_epoch)
-RUNNING_STATES = ('active', 'reloading')
-UNIT_PROPERTIES = ('LoadState', 'ActiveState', 'SubState', 'InvocationID', 'MainPID') + LOG_SINK_PROPERTIES
+from ansible.module_utils.ollama_follow import LOG_UNIT_PROPERTIES, follow_log, open_current_log
+from ansible.module_utils.ollama_log_record import parse_size
+from ansible.module_utils.ollama_verdict import (check_expectations, hint_for, judge_libraries,
+                                                 normalize_libraries, summarize, total_vram_bytes)
+from ansible.module_utils.vgpu_systemctl import systemctl_show, try_systemctl_show, unit_start_epoch
+
+# the states in which the unit's main process serves (wait_for_unit waits through `activating`)
+SERVING_STATES = ('active', 'reloading')
+# what wait_for_unit asks `systemctl show` for: whether the unit serves, and where its current invocation logs
+SERVING_PROPERTIES = ('LoadState', 'ActiveState', 'SubState') + LOG_UNIT_PROPERTIES
 
 
 def wait_for_unit(module, unit, deadline):
     """systemctl show of a loaded, running unit; waits through `activating` (auto-restart) until deadline."""
     while True:
-        props = systemctl_show(module, unit, UNIT_PROPERTIES)
+        props = systemctl_show(module, unit, SERVING_PROPERTIES)
         if props.get('LoadState') != 'loaded':
             fail_early(module, 'unit %s is not installed (LoadState=%s): install Ollama first, or set unit '
                                'to the unit that runs it' % (unit, props.get('LoadState', '?')), 'unit:%s' % unit)
         state = props.get('ActiveState')
-        if state in RUNNING_STATES and props.get('MainPID', '0') != '0':
+        if state in SERVING_STATES and props.get('MainPID', '0') != '0':
             return props
         if state != 'activating' or time.time() >= deadline:
             fail_early(module, 'unit %s is not running (ActiveState=%s, SubState=%s): start it '
@@ -354,25 +355,18 @@ def fail_early(module, msg, log_source):
 def live_source(module, unit, source, deadline):
     """(log source, description, accept_start, systemctl show props) for the unit's current invocation."""
     props = wait_for_unit(module, unit, deadline)
-    sink = log_sink(props)
-    kind = sink['kind'] if source == 'auto' else source
-    if kind == 'file':
-        path = sink['path']
-        if not path:
-            fail_early(module, 'source=file but unit %s has no file sink (%s): use source=journal or '
-                               'log_path' % (unit, sink['setting']), 'unit:%s' % unit)
-        accept_start = start_not_older_than(unit_start_epoch(module, unit))
-        return FileSource(path), 'file:%s' % path, accept_start, props
-    if kind == 'journal':
-        journalctl = module.get_bin_path('journalctl', required=True)
-        scope = (journalctl, props.get('Id') or unit, props.get('InvocationID'), props.get('MainPID'), boot_id())
-        argv = journal_command(*scope)
-        source = JournalSource(argv, poll_argv=journal_command(*scope, follow=False))
-        return source, 'journal:%s' % ' '.join(argv[5:]), None, props
-    fail_early(module, 'unit %s sends its log where this module cannot read it (%s): set log_path to a '
-                       'saved log, or send StandardError to journal or a file' % (unit, sink['setting']),
-               'unit:%s' % unit)
-
+    spec = open_current_log(props, unit, source=source,
+                            journalctl=lambda: module.get_bin_path('journalctl', required=True),
+                            started=lambda: unit_start_epoch(module, unit))
+    if spec.reason == 'no_file_sink':
+        fail_early(module, 'source=file but unit %s has no file sink (%s): use source=journal or '
+                           'log_path' % (unit, spec.setting), 'unit:%s' % unit)
+    if spec.kind is None:
+        fail_early(module, 'unit %s sends its log where this module cannot read it (%s): set log_path to a '
+                           'saved log, or send StandardError to journal or a file' % (unit, spec.setting),
+                   'unit:%s' % unit)
+    # a file sink that does not exist (yet) is waited for, one that cannot be read says so at the end
+    return spec.open(), spec.desc, spec.accept_start, props
 
 def _is_loopback(host):
     if host == 'localhost':
@@ -450,11 +444,11 @@ def run_module():
     deadline = began + p['timeout']
 
     if p['log_path']:
-        path = p['log_path']
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
-            fail_early(module, 'log_path %s is not a readable file' % path, 'file:%s' % path)
+        spec = open_current_log(None, p['unit'], log_path=p['log_path'])
+        if spec.error:
+            fail_early(module, 'log_path %s is not a readable file' % p['log_path'], spec.desc)
         # a saved file is judged as soon as it is read; one still being written is followed
-        source, description, accept, props = FileSource(path, follow='while_written'), 'file:%s' % path, None, None
+        source, description, accept, props = spec.open(), spec.desc, None, None
     else:
         source, description, accept, props = live_source(module, p['unit'], p['source'], deadline)
 

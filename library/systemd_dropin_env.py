@@ -246,150 +246,28 @@ preload_interposed:
 
 import os
 import re
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vgpu_dropin import (
+    EXTRA_ALLOWED, PATH_LIST_VARIABLES, check_environment, check_extra, check_preload, render, service_settings,
+)
 from ansible.module_utils.vgpu_elf import ElfError, read_elf
-from ansible.module_utils.vgpu_fs import (
-    atomic_write, describe, mode_string, set_attrs_nofollow, unsafe_path_components,
+from ansible.module_utils.vgpu_fs import atomic_write, describe, mode_string, set_attrs_nofollow, unsafe_path_components
+from ansible.module_utils.vgpu_manager_env import manager_environment, parse_show_environment
+from ansible.module_utils.vgpu_systemctl import (
+    UNIT_HAS_PROCESS_STATES, process_start_time, read_proc_environ, shown_environment, systemctl_show_environment,
+    try_systemctl_show,
 )
 from ansible.module_utils.vgpu_systemd import (
-    CONFLICT_VARIABLES, ENV_NAME_RE, dropin_files, environment_details, find_conflicts, find_unit_file,
-    parse_unit_text, process_start_time, quote_environment_assignment, read_proc_environ,
-    systemctl_show_environment, try_systemctl_show, unit_search_dirs, valid_unit_name, variables_set_by,
-    shown_environment,
+    CONFLICT_VARIABLES, dropin_files, environment_details, find_conflicts, find_unit_file, unit_search_dirs,
+    valid_unit_name,
 )
-from ansible.module_utils.vgpu_unit_env import (
-    describe_source, describe_unset, manager_environment, parse_show_environment, predict_environment,
-)
+from ansible.module_utils.vgpu_unit_env import describe_source, describe_unset, predict_environment
+from ansible.module_utils.vgpu_unit_syntax import variables_set_by
 
-HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit'
 PROC_ROOT = '/proc'
 FILE_MODE = 0o644
 DIR_MODE = 0o755
-EXTRA_KEY_RE = re.compile(r'^[A-Z][A-Za-z0-9]*$')
-# extra: resource and sandbox settings only (see DOCUMENTATION); the groups, in the order the error names them
-RLIMITS = ('CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NOFILE', 'AS', 'NPROC', 'MEMLOCK', 'LOCKS',
-           'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME')     # systemd.exec(5) LimitCPU= ... LimitRTTIME=
-EXTRA_GROUPS = (
-    ('resource limits', tuple('Limit' + r for r in RLIMITS)),
-    ('scheduling', ('Nice', 'OOMScoreAdjust', 'CPUSchedulingPolicy', 'CPUSchedulingPriority', 'CPUAffinity',
-                    'NUMAPolicy', 'NUMAMask', 'IOSchedulingClass', 'IOSchedulingPriority')),
-    ('resource control', ('CPUAccounting', 'CPUWeight', 'CPUQuota', 'CPUQuotaPeriodSec', 'AllowedCPUs',
-                          'AllowedMemoryNodes', 'MemoryAccounting', 'MemoryMin', 'MemoryLow', 'MemoryHigh',
-                          'MemoryMax', 'MemorySwapMax', 'TasksAccounting', 'TasksMax', 'IOAccounting', 'IOWeight',
-                          'DeviceAllow', 'DevicePolicy')),
-    ('sandbox', ('PrivateDevices', 'ProtectKernelTunables', 'PrivateTmp', 'ProtectSystem', 'ProtectHome',
-                 'ProtectKernelModules', 'ProtectKernelLogs', 'ProtectControlGroups', 'ProtectClock',
-                 'ProtectHostname', 'ProtectProc', 'ProcSubset', 'NoNewPrivileges', 'RestrictRealtime',
-                 'RestrictSUIDSGID', 'RestrictNamespaces', 'LockPersonality', 'MemoryDenyWriteExecute',
-                 'SystemCallArchitectures', 'SystemCallFilter', 'CapabilityBoundingSet', 'ReadWritePaths',
-                 'ReadOnlyPaths', 'InaccessiblePaths')),
-    ('timing', ('TimeoutStartSec', 'TimeoutStopSec', 'TimeoutSec', 'RestartSec')),
-)
-EXTRA_ALLOWED = frozenset(k for _group, keys in EXTRA_GROUPS for k in keys)
-# why a well-known key is refused (every key not in EXTRA_ALLOWED is refused)
-_IDENTITY = 'changes who the service runs as or what it is allowed to do'
-_ENVIRONMENT = 'sets the service environment: use the environment option (LD_PRELOAD: the preload option)'
-_LOGGING = 'changes where or what Ollama logs, which is what ollama_gpu_mode reads its verdict from'
-_FILES = 'changes which files the service sees, so another library could take the place of the shim or its links'
-EXTRA_REFUSED = dict(
-    [(k, _IDENTITY) for k in ('User', 'Group', 'DynamicUser', 'SupplementaryGroups', 'PAMName',
-                              'AmbientCapabilities', 'SecureBits')]
-    + [(k, _ENVIRONMENT) for k in ('Environment', 'EnvironmentFile', 'PassEnvironment', 'UnsetEnvironment')]
-    + [(k, _LOGGING) for k in ('SyslogIdentifier', 'SyslogFacility', 'SyslogLevel', 'LogLevelMax',
-                               'LogExtraFields', 'LogNamespace')]
-    + [(k, _FILES) for k in ('WorkingDirectory', 'RootDirectory', 'RootImage', 'RootImageOptions', 'BindPaths',
-                             'BindReadOnlyPaths', 'TemporaryFileSystem', 'MountImages', 'ExtensionImages',
-                             'ExtensionDirectories', 'RootDirectoryStartOnly', 'MountAPIVFS', 'PrivateMounts')]
-    + [('Restart', 'decides whether Ollama comes back after it exits: not a resource or sandbox setting'),
-       ('PrivateNetwork', 'gives the service a network of its own, so the host can no longer reach its API'),
-       ('Type', 'changes how systemd decides that Ollama has started')])
-
-
-def extra_key_refusal(key):
-    """Why ``key`` may not be written by the extra option, or None when it is allowed."""
-    if key in EXTRA_ALLOWED:
-        return None
-    if key.startswith('Exec'):
-        return 'it runs a command (ExecStartPre= runs it as root before Ollama starts)'
-    if key.startswith('Standard'):
-        return 'it ' + _LOGGING
-    if key in EXTRA_REFUSED:
-        return 'it ' + EXTRA_REFUSED[key]
-    if key.startswith('Limit'):
-        return 'it is not one of systemd\'s resource limits (LimitCPU= ... LimitRTTIME=)'
-    return 'it is not a resource or sandbox setting this module writes (unknown, or not one of the allowed keys)'
-
-
-def allowed_extra_text():
-    """The allowed keys, grouped, for error messages."""
-    parts = []
-    for group, keys in EXTRA_GROUPS:
-        if group == 'resource limits':
-            parts.append('%s Limit{%s}' % (group, ','.join(RLIMITS)))
-        else:
-            parts.append('%s %s' % (group, ', '.join(keys)))
-    return '; '.join(parts)
-PATH_LIST_VARIABLES = ('LD_LIBRARY_PATH', 'OLLAMA_LIBRARY_PATH')
-RUNNING_STATES = ('active', 'activating', 'reloading', 'deactivating', 'refreshing')
-
-
-def render(preload, environment, extra):
-    """The drop-in text: header, [Service], LD_PRELOAD, environment sorted, extra sorted; LF, final newline."""
-    lines = [HEADER, u'[Service]']
-    if preload:
-        lines.append(u'Environment=%s' % quote_environment_assignment('LD_PRELOAD', u':'.join(preload)))
-    for name in sorted(environment):
-        lines.append(u'Environment=%s' % quote_environment_assignment(name, environment[name]))
-    for key in sorted(extra):
-        lines.append(u'%s=%s' % (key, extra[key]))
-    return u'\n'.join(lines) + u'\n'
-
-
-def check_preload(path):
-    """Reasons the library at path must not be preloaded into a root-started service; [] when fine."""
-    if not os.path.isabs(path):
-        return ['%s is not an absolute path' % path]
-    if ':' in path or re.search(r'\s', path):
-        return ['%s contains ":" or whitespace, which LD_PRELOAD treats as a separator' % path]
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        return ['%s does not exist or cannot be reached (%s); install it first or drop it from preload '
-                '(a missing preload library breaks the service: PRELOAD_MISSING_FILE)' % (path, e.strerror)]
-    if not stat.S_ISREG(st.st_mode):
-        return ['%s is not a regular file (or a link to one)' % path]
-    problems = []
-    for comp in unsafe_path_components(path):
-        problems.append('%s (mode %s, owner %s:%s) is %s: a non-root user could replace code loaded into the '
-                        'service (PRELOAD_HIJACK_RISK); fix with chown root:root and chmod go-w'
-                        % (comp['path'], comp['mode'], comp['uid'], comp['gid'], comp['problem']))
-    return problems
-
-
-def to_text_value(key, value, what):
-    if isinstance(value, bool):
-        if what == 'extra':
-            return u'yes' if value else u'no'
-        raise ValueError('%s value of %s is a boolean; quote it to say which text you mean ("true", "1", ...)'
-                         % (what, key))
-    if isinstance(value, (int, float)):
-        return u'%s' % value
-    if isinstance(value, bytes):
-        value = value.decode('utf-8')
-    if not isinstance(value, str):
-        raise ValueError('%s value of %s must be a string, got %s' % (what, key, type(value).__name__))
-    return value
-
-
-def service_settings(text):
-    """{key: value} of the [Service] settings of a drop-in other than its environment (the extra option's)."""
-    out = {}
-    for section, key, value in parse_unit_text(text or u''):
-        if section == 'Service' and key not in ('Environment', 'UnsetEnvironment'):
-            out[key] = value
-    return out
 
 
 def settings_restart_reasons(before_text, new_text, content_changed, path, main_pid):
@@ -472,46 +350,9 @@ def main():
                             'A real run refuses it unless an earlier task installs it.' % lib)
                 continue
             errors.extend(check_preload(lib))
-        for key, value in sorted((p['environment'] or {}).items()):
-            if key == 'LD_PRELOAD':
-                errors.append('set LD_PRELOAD with the preload option (a list of libraries), not in environment')
-                continue
-            if not ENV_NAME_RE.match(key):
-                errors.append('environment name %r is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)' % key)
-                continue
-            try:
-                environment[key] = to_text_value(key, value, 'environment')
-                quote_environment_assignment(key, environment[key])
-            except ValueError as e:
-                errors.append(str(e))
-        refused_keys = []
-        for key, value in sorted((p['extra'] or {}).items()):
-            key = str(key)
-            if not EXTRA_KEY_RE.match(key):
-                errors.append('extra key %r is not a systemd setting name (e.g. LimitMEMLOCK)' % key)
-                refused_keys.append(key)
-                continue
-            reason = extra_key_refusal(key)
-            if reason:
-                errors.append('extra key %s is refused: %s' % (key, reason))
-                refused_keys.append(key)
-                continue
-            try:
-                v = to_text_value(key, value, 'extra')
-            except ValueError as e:
-                errors.append(str(e))
-                continue
-            if re.search(u'[\x00-\x08\x0a-\x1f\x7f]', v):
-                errors.append('extra value of %s contains a control character (newline?)' % key)
-                continue
-            if v.endswith(u'\\'):
-                errors.append('extra value of %s ends in a backslash, which systemd reads as "continued on the '
-                              'next line"' % key)
-                continue
-            extra[key] = v
-        if refused_keys:
-            errors.append('extra takes only resource and sandbox settings - %s; put anything else in a drop-in '
-                          'of your own' % allowed_extra_text())
+        environment, env_errors = check_environment(p['environment'])
+        extra, extra_errors = check_extra(p['extra'])
+        errors.extend(env_errors + extra_errors)
     if errors:
         module.fail_json(msg='Refusing to write the drop-in: %s. Nothing was changed.' % '; '.join(errors),
                          errors=errors, allowed_extra=sorted(EXTRA_ALLOWED))
@@ -644,7 +485,7 @@ def main():
                                    'source': describe_source(src) if src else
                                    describe_unset(unset_by[v]) if v in unset_by else None,
                                    'kind': (src or {}).get('kind') or ('unset' if v in unset_by else None)})
-        if active_state in RUNNING_STATES and main_pid > 0:
+        if active_state in UNIT_HAS_PROCESS_STATES and main_pid > 0:
             running = read_proc_environ(main_pid, PROC_ROOT)
             if running is None:
                 module.warn('cannot read %s/%d/environ; restart_required is a guess (true)' % (PROC_ROOT, main_pid))

@@ -122,22 +122,19 @@ daemon_reloaded:
   type: bool
 '''
 
-import calendar
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vgpu_edit import run_stamp
 from ansible.module_utils.vgpu_fs import atomic_write, make_backup
-from ansible.module_utils.vgpu_systemd import (
-    parse_show_output, read_proc_environ, try_systemctl_show, unit_search_dirs, valid_unit_name,
-)
-from ansible.module_utils.vgpu_unit_env import (
-    describe_source, editable_file, manager_environment, parse_show_environment, predict_environment,
-    remove_env_file_assignments, remove_setting_words, removal_plan, unit_settings_left, valid_env_name,
-)
+from ansible.module_utils.vgpu_env_file import remove_env_file_assignments
+from ansible.module_utils.vgpu_manager_env import manager_environment, parse_show_environment
+from ansible.module_utils.vgpu_systemctl import read_proc_environ, try_systemctl_show
+from ansible.module_utils.vgpu_systemd import unit_search_dirs, valid_unit_name
+from ansible.module_utils.vgpu_unit_env import describe_source, editable_file, predict_environment, removal_plan
+from ansible.module_utils.vgpu_unit_syntax import remove_setting_words, unit_settings_left, valid_env_name
 
 PROC_ROOT = '/proc'
-STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
 # edits after which systemd must re-read its configuration
 RELOAD_HOWS = ('edit_unit_file', 'edit_pass_environment', 'edit_system_conf')
 SHOW_PROPERTIES = ['LoadState', 'User', 'MainPID', 'EnvironmentFiles', 'PassEnvironment']
@@ -229,11 +226,7 @@ def main():
     if bad or not p['variables']:
         module.fail_json(msg='variables must be environment variable names ([A-Za-z_][A-Za-z0-9_]*), got %r'
                          % (bad or p['variables']))
-    stamp = p['stamp'] or time.strftime(STAMP_FORMAT, time.gmtime())
-    try:
-        stamp_epoch = calendar.timegm(time.strptime(stamp, STAMP_FORMAT))
-    except ValueError:
-        module.fail_json(msg='stamp must be a UTC time as YYYYmmddTHHMMSSZ (e.g. 20261203T120000Z), got %r' % stamp)
+    stamp, stamp_epoch = run_stamp(module, p['stamp'])
     systemd_dir = os.path.normpath(p['systemd_dir'])
     dirs = unit_search_dirs(systemd_dir)
 

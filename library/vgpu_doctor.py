@@ -137,7 +137,7 @@ options:
   preload:
     description:
       - The C(LD_PRELOAD) entries our drop-in is meant to have, in order - what the operator's
-        C(ollama_vgpu_unit_preload) renders (for example only the NVML shim, with C(libcuda.so.1) links doing
+        C(vgpu_dropin_preload) renders (for example only the NVML shim, with C(libcuda.so.1) links doing
         the rest). PRELOAD_NOT_APPLIED then asks the unit's C(LD_PRELOAD) for these, in this order, and
         SHIM_UNDEFINED_SYMBOL does not propose a drop-in that preloads the CUDA shim when this list leaves it out.
       - Unset - I(shim) then I(nvml_shim) for C(preload); nothing for C(library_path). An empty list expects
@@ -397,7 +397,9 @@ notes:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vgpu_doctor import Probe, SystemPaths, doctor, normalize_params
+from ansible.module_utils.vgpu_doctor.engine import doctor
+from ansible.module_utils.vgpu_doctor.params import normalize_params
+from ansible.module_utils.vgpu_doctor.paths import Probe, SystemPaths
 
 
 def main():
@@ -430,7 +432,7 @@ def main():
         params = normalize_params(module.params)
     except ValueError as e:
         module.fail_json(msg='%s. Nothing was looked at.' % e, changed=False)
-    result = doctor(params, SystemPaths(params['root']), Probe(module))
+    result = doctor(params, SystemPaths(params.root), Probe(module))
     result['elapsed'] = round(time.time() - began, 3)
     module.exit_json(changed=False, **result)
 

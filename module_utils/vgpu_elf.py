@@ -8,10 +8,10 @@ the PT_DYNAMIC segment (DT_SYMTAB/DT_STRTAB, symbol count from DT_HASH or DT_GNU
 what the dynamic loader itself uses. Garbage and truncated input raise ElfError with a sentence,
 never struct.error or IndexError.
 
-What a shim must export (REQUIRED_SYMBOLS) is derived from SHIM_CONSUMERS: the real programs and
-libraries that load it, each with its upstream evidence, so that a refusal names who needs a missing
-export (describe_need). consumer_needs() reads the same requirement off a consumer file on the host:
-its undefined cu*/nvml* dynamic symbols.
+It also judges a file as a shim: shim_problems() against the exports it must have (REQUIRED_SYMBOLS,
+derived from the consumer catalogue SHIM_CONSUMERS in module_utils/vgpu_shim_consumers.py: import both from
+there), and consumer_needs() reads the same requirement off a consumer file on the host: its undefined
+cu*/nvml* dynamic symbols.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,9 +20,11 @@ __metaclass__ = type
 import mmap
 import os
 import platform
-import re
 import stat
 import struct
+
+# What a shim must export and who needs it is vgpu_shim_consumers' (import those names from there).
+from ansible.module_utils.vgpu_shim_consumers import CONSUMER_SYMBOL_PATTERNS, describe_need
 
 # e_ident / header constants (elf.h)
 ELFMAG = b'\x7fELF'
@@ -54,190 +56,8 @@ _HOST_MACHINES = {
     'x86_64': EM_X86_64, 'amd64': EM_X86_64, 'aarch64': EM_AARCH64, 'arm64': EM_AARCH64,
 }
 
-# ---- what real consumers need from a shim ------------------------------------------------------------
-# Exports a shim must provide, per kind (the SHIM_BAD check in the design's failure catalogue): the union
-# of what the programs that load it really look up or link against. Each consumer is named with its
-# upstream evidence (path:line@tag in github.com/ollama/ollama), per symbol, so that a refusal can say who
-# needs a missing export. REQUIRED_SYMBOLS['cuda'] and ['nvml'] are derived from this table.
-
-
-class SymbolNeed(object):
-    """One entry point a consumer cannot do without: where it is looked up or called, and what for."""
-    __slots__ = ('name', 'where', 'purpose')
-
-    def __init__(self, name, where, purpose=None):
-        self.name = name
-        self.where = where
-        self.purpose = purpose
-
-    def __repr__(self):
-        return 'SymbolNeed(%r, %r)' % (self.name, self.where)
-
-
-class ShimConsumer(object):
-    """A real program or library that loads a shim of ``kind``, and the exports it needs from it."""
-    __slots__ = ('kind', 'name', 'source', 'how', 'needs')
-
-    def __init__(self, kind, name, source, how, needs):
-        self.kind = kind
-        self.name = name
-        self.source = source    # the evidence for the whole list
-        self.how = how          # why a missing symbol breaks it
-        self.needs = tuple(needs)
-
-    @property
-    def symbols(self):
-        return [n.name for n in self.needs]
-
-    def __repr__(self):
-        return 'ShimConsumer(%r, %r)' % (self.kind, self.name)
-
-
-_NVCUDA = 'discover/gpu_info_nvcuda.c:%d@v0.11.10'
-_PROBE = 'discover/native_probe_linux.go:%d@v0.30.11'
-_GGML_CU = 'ml/backend/ggml/ggml/src/ggml-cuda/ggml-cuda.cu:%s@v0.13.5'
-_MEM_NVML = 'ml/backend/ggml/ggml/src/mem_nvml.cpp:%s@v0.13.5'
-_ENTRY_POINTS = 'CUDA Driver API docs, "Driver Entry Point Access"; no in-repo evidence'
-
-SHIM_CONSUMERS = (
-    # Ollama <= 0.12.3 (and back to 0.5.7 at least): GPU discovery in the server process dlsym()s every one
-    # of these from libcuda.so.1; a NULL for any of them abandons the library ("Unable to load ... library
-    # to query for Nvidia GPUs"). discover/gpu_info_nvcuda.c:22-31@v0.11.10; the same list at :21-30@v0.5.7.
-    ShimConsumer('cuda', 'Ollama <=0.12.3 GPU discovery', 'discover/gpu_info_nvcuda.c:22-31@v0.11.10',
-                 'dlsym()ed at load, all mandatory: one missing and the CUDA library is skipped', [
-                     SymbolNeed('cuInit', _NVCUDA % 22),
-                     SymbolNeed('cuDriverGetVersion', _NVCUDA % 23),
-                     SymbolNeed('cuDeviceGetCount', _NVCUDA % 24),
-                     SymbolNeed('cuDeviceGet', _NVCUDA % 25),
-                     SymbolNeed('cuDeviceGetAttribute', _NVCUDA % 26),
-                     SymbolNeed('cuDeviceGetUuid', _NVCUDA % 27),
-                     SymbolNeed('cuDeviceGetName', _NVCUDA % 28),
-                     SymbolNeed('cuCtxCreate_v3', _NVCUDA % 29),
-                     SymbolNeed('cuMemGetInfo_v2', _NVCUDA % 30),
-                     SymbolNeed('cuCtxDestroy', _NVCUDA % 31),
-                 ]),
-    # Ollama 0.30.x native probe (probeCUDADriverLinux, discover/native_probe_linux.go:250-283@v0.30.11):
-    # dlsym()s these, any error ends the probe. cuDeviceTotalMem_v2 falls back to cuDeviceTotalMem (:279,
-    # dlsymAny); the default asks for the _v2 name every real libcuda since CUDA 3.2 exports.
-    # cuDeviceGetPCIBusId (:283) is optional and not required here.
-    ShimConsumer('cuda', 'Ollama 0.30 native GPU probe', 'discover/native_probe_linux.go:250-283@v0.30.11',
-                 'dlsym()ed before any call; an error ends the probe (no CUDA GPU)', [
-                     SymbolNeed('cuInit', _PROBE % 255),
-                     SymbolNeed('cuDriverGetVersion', _PROBE % 259),
-                     SymbolNeed('cuDeviceGetCount', _PROBE % 263),
-                     SymbolNeed('cuDeviceGet', _PROBE % 267),
-                     SymbolNeed('cuDeviceGetAttribute', _PROBE % 271),
-                     SymbolNeed('cuDeviceGetName', _PROBE % 275),
-                     SymbolNeed('cuDeviceTotalMem_v2', _PROBE % 279,
-                                'device memory query (it also takes cuDeviceTotalMem)'),
-                 ]),
-    # libggml-cuda.so links CUDA::cuda_driver unless GGML_CUDA_NO_VMM
-    # (ml/backend/ggml/ggml/src/ggml-cuda/CMakeLists.txt:115-119@v0.13.5), so it has DT_NEEDED libcuda.so.1
-    # and undefined references to these; ggml dlopen()s it RTLD_NOW
-    # (ml/backend/ggml/ggml/src/ggml-backend-reg.cpp:173@v0.13.5), so every one must resolve or the CUDA
-    # backend does not load at all ("undefined symbol: ..."). The VMM calls only run when device attribute
-    # 102 (CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) is non-zero (ggml-cuda.cu:283-293 and
-    # the pool choice at :652-656@v0.13.5), but the references are there regardless.
-    ShimConsumer('cuda', 'libggml-cuda.so', 'ml/backend/ggml/ggml/src/ggml-cuda/CMakeLists.txt:115-119@v0.13.5',
-                 'undefined symbols of a library dlopen()ed RTLD_NOW '
-                 '(ml/backend/ggml/ggml/src/ggml-backend-reg.cpp:173@v0.13.5): one missing and the CUDA '
-                 'backend fails to load', [
-                     SymbolNeed('cuDeviceGet', _GGML_CU % 282, 'VMM support check'),
-                     SymbolNeed('cuDeviceGetAttribute', _GGML_CU % 283, 'VMM support check (attribute 102)'),
-                     SymbolNeed('cuMemGetAllocationGranularity', _GGML_CU % 290, 'VMM pool'),
-                     SymbolNeed('cuMemCreate', _GGML_CU % 569, 'VMM pool'),
-                     SymbolNeed('cuMemAddressReserve', _GGML_CU % 576, 'VMM pool'),
-                     SymbolNeed('cuMemMap', _GGML_CU % 581, 'VMM pool'),
-                     SymbolNeed('cuMemRelease', _GGML_CU % '583,588', 'VMM pool'),
-                     SymbolNeed('cuMemSetAccess', _GGML_CU % 595, 'VMM pool'),
-                     SymbolNeed('cuMemUnmap', _GGML_CU % '539,542,596', 'VMM pool'),
-                     SymbolNeed('cuMemAddressFree', _GGML_CU % 544, 'VMM pool'),
-                     SymbolNeed('cuGetErrorString', 'ml/backend/ggml/ggml/src/ggml-cuda/common.cuh:222@v0.13.5',
-                                'CU_CHECK error messages'),
-                 ]),
-    # The CUDA runtime (libcudart.so.NN, bundled in lib/ollama/cuda_vNN) dlopen()s libcuda.so.1 and
-    # resolves every driver entry point it uses through cuGetProcAddress (CUDA 11.3+) / cuGetProcAddress_v2
-    # (CUDA 12), and needs cuGetExportTable for its private driver interfaces: NVIDIA CUDA Driver API
-    # documentation, "Driver Entry Point Access". No in-repo evidence (closed source). A shim cannot provide
-    # NVIDIA's private tables; the export must still exist (the reference shim answers it with
-    # CUDA_ERROR_NOT_SUPPORTED), since a missing one fails the runtime before it gets that far.
-    ShimConsumer('cuda', 'the CUDA runtime (libcudart)',
-                 'NVIDIA CUDA Driver API documentation, "Driver Entry Point Access" (no in-repo evidence: '
-                 'libcudart is closed source; Ollama bundles it in lib/ollama/cuda_vNN)',
-                 'looked up by the runtime when it loads the driver', [
-                     SymbolNeed('cuGetProcAddress', _ENTRY_POINTS, 'entry points (CUDA 11.3+ runtimes)'),
-                     SymbolNeed('cuGetProcAddress_v2', _ENTRY_POINTS, 'entry points (CUDA 12+ runtimes)'),
-                     SymbolNeed('cuGetExportTable', _ENTRY_POINTS, 'private driver interfaces'),
-                 ]),
-    # Ollama 0.12.5-0.13.x: ggml's NVML memory query (ggml_nvml_init) dlsym()s these from libnvidia-ml.so.1;
-    # the first five are checked for NULL (mem_nvml.cpp:184), nvmlErrorString is not but is called on every
-    # error path (:192, :209), so a shim without it crashes the runner instead of failing cleanly.
-    ShimConsumer('nvml', 'Ollama 0.12.5-0.13 ggml NVML memory query', _MEM_NVML % '178-184',
-                 'dlsym()ed; a NULL fails the NVML memory query (nvmlErrorString: a crash on an error path)', [
-                     SymbolNeed('nvmlInit_v2', _MEM_NVML % 178),
-                     SymbolNeed('nvmlShutdown', _MEM_NVML % 179),
-                     SymbolNeed('nvmlDeviceGetHandleByUUID', _MEM_NVML % 180),
-                     SymbolNeed('nvmlDeviceGetMemoryInfo', _MEM_NVML % 181),
-                     SymbolNeed('nvmlDeviceGetName', _MEM_NVML % 182),
-                     SymbolNeed('nvmlErrorString', _MEM_NVML % '183,192,209', 'error messages'),
-                 ]),
-    # Ollama 0.30.x native probe, probeNVIDIADriverMajorLinux (discover/native_probe_linux.go:392-404
-    # @v0.30.11): any dlsym error and the NVIDIA driver major reads as 0.
-    ShimConsumer('nvml', 'Ollama 0.30 native GPU probe', 'discover/native_probe_linux.go:392-404@v0.30.11',
-                 'dlsym()ed; an error loses the NVIDIA driver major', [
-                     SymbolNeed('nvmlInit_v2', _PROBE % 396, 'NVIDIA driver major'),
-                     SymbolNeed('nvmlShutdown', _PROBE % 400, 'NVIDIA driver major'),
-                     SymbolNeed('nvmlSystemGetDriverVersion', _PROBE % 404, 'NVIDIA driver major'),
-                 ]),
-    # This toolkit's own probe (module_utils/vgpu_probe.py, used by vgpu_doctor) calls it after upstream's calls.
-    ShimConsumer('nvml', "this toolkit's probe", 'module_utils/vgpu_probe.py',
-                 "the doctor's device count", [
-                     SymbolNeed('nvmlDeviceGetCount_v2', 'module_utils/vgpu_probe.py', 'device count'),
-                 ]),
-)
-
-
-def _union(kind):
-    out = []
-    for c in SHIM_CONSUMERS:
-        if c.kind == kind:
-            out.extend(n for n in c.symbols if n not in out)
-    return out
-
-
-REQUIRED_SYMBOLS = {
-    'cuda': _union('cuda'),
-    'nvml': _union('nvml'),
-    # what GPU discovery calls; cudaGetDeviceProperties/cudaMalloc are left to required_symbols because
-    # minimal runtime shims (the project's reference one included) leave them out
-    'cudart': ['cudaGetDeviceCount', 'cudaGetDevice', 'cudaSetDevice', 'cudaMemGetInfo', 'cudaDriverGetVersion',
-               'cudaRuntimeGetVersion', 'cudaGetErrorString'],
-}
-
-
-def symbol_consumers(name):
-    """[(ShimConsumer, SymbolNeed)] for every consumer in SHIM_CONSUMERS that needs the export name."""
-    return [(c, n) for c in SHIM_CONSUMERS for n in c.needs if n.name == name]
-
-
-def describe_need(name):
-    """``name (needed by <consumer> for its <purpose>, <path:line@tag>; ...)``, or just name when no known
-    consumer needs it (a symbol the caller added to required_symbols)."""
-    parts = []
-    for c, n in symbol_consumers(name):
-        parts.append('%s%s, %s' % (c.name, ' for its %s' % n.purpose if n.purpose else '', n.where))
-    return '%s (needed by %s)' % (name, '; '.join(parts)) if parts else name
-
-
 # ---- consumer files on the host (host evidence) -------------------------------------------------------
-# Which undefined symbols of a consumer a shim of each kind has to provide, by name: the driver API is
-# "cu" + a capital (cuInit, cuMemCreate); cudaXxx, cublasXxx, cufftXxx, ... come from the runtime
-# libraries Ollama bundles, never from libcuda. NVML is "nvml" + a capital. A cudart shim is not judged
-# by consumer files (the runtime libggml-cuda.so links is the one Ollama ships next to it).
-CONSUMER_SYMBOL_PATTERNS = {
-    'cuda': re.compile(r'^cu[A-Z]'),
-    'nvml': re.compile(r'^nvml[A-Z]'),
-}
+# Which undefined symbols of a consumer a shim must provide: CONSUMER_SYMBOL_PATTERNS (vgpu_shim_consumers).
 
 
 def undefined_dynamic_symbols(info):
@@ -570,24 +390,22 @@ def _parse(data, what, info):
     return info
 
 
+# struct formats (without byte order) and sizes per class, ELF64 / ELF32: program header, section header,
+# symbol, dynamic entry, address
+_LAYOUTS = {
+    True: (('IIQQQQQQ', 56), ('IIQQQQIIQQ', 64), ('IBBHQQ', 24), ('qQ', 16), ('Q', 8)),
+    False: (('IIIIIIII', 32), ('IIIIIIIIII', 40), ('IIIBBH', 16), ('iI', 8), ('I', 4)),
+}
+
+
 class _Formats(object):
     def __init__(self, e, is64):
         self.e = e
         self.is64 = is64
-        if is64:
-            self.ph, self.ph_size = e + 'IIQQQQQQ', 56
-            self.sh, self.sh_size = e + 'IIQQQQIIQQ', 64
-            self.sym, self.sym_size = e + 'IBBHQQ', 24
-            self.dyn, self.dyn_size = e + 'qQ', 16
-            self.word = e + 'I'
-            self.addr, self.addr_size = e + 'Q', 8
-        else:
-            self.ph, self.ph_size = e + 'IIIIIIII', 32
-            self.sh, self.sh_size = e + 'IIIIIIIIII', 40
-            self.sym, self.sym_size = e + 'IIIBBH', 16
-            self.dyn, self.dyn_size = e + 'iI', 8
-            self.word = e + 'I'
-            self.addr, self.addr_size = e + 'I', 4
+        formats = [(e + f, size) for f, size in _LAYOUTS[is64]]
+        (self.ph, self.ph_size), (self.sh, self.sh_size), (self.sym, self.sym_size) = formats[:3]
+        (self.dyn, self.dyn_size), (self.addr, self.addr_size) = formats[3:]
+        self.word = e + 'I'
 
 
 def _program_headers(r, fmt, phoff, phentsize, phnum):

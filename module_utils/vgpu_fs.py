@@ -188,20 +188,24 @@ def _move_into_place(module, tmp, path):
         module.atomic_move(tmp, path)
 
 
-def atomic_write(path, data, mode=0o644, uid=None, gid=None, module=None):
-    """Write bytes to path atomically: temp file in the same dir, fsync, attributes, rename.
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
-    A symlink at path is replaced by the file (its target is untouched); a directory at path raises."""
+
+def _atomic_replace(path, fill, mode, uid, gid, module):
+    """The one atomic-write sequence: temp file in path's own directory, fill(fd) writes the content, fsync,
+    owner and mode on the temp file, rename over path (a symlink there is replaced, its target untouched),
+    attributes again on the result, fsync of the directory. The temp file never outlives a failure."""
     _refuse_directory(path)
     directory, name = os.path.split(path)
     tmp = _temp_name(directory, name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            fill(fd)
             os.fsync(fd)
             if uid is not None or gid is not None:
                 os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
@@ -218,42 +222,30 @@ def atomic_write(path, data, mode=0o644, uid=None, gid=None, module=None):
     _fsync_dir(directory)
 
 
+def atomic_write(path, data, mode=0o644, uid=None, gid=None, module=None):
+    """Write bytes to path atomically: temp file in the same dir, fsync, attributes, rename.
+
+    A symlink at path is replaced by the file (its target is untouched); a directory at path raises."""
+    _atomic_replace(path, lambda fd: _write_all(fd, data), mode, uid, gid, module)
+
+
 def atomic_copy(src, dest, mode=0o644, uid=None, gid=None, module=None, expect_sha256=None):
     """Copy src to dest atomically (see atomic_write). expect_sha256: verify the temp copy before the
     rename, so a src that changed after validation never lands. Returns the sha256 written."""
-    _refuse_directory(dest)
-    directory, name = os.path.split(dest)
-    tmp = _temp_name(directory, name)
     h = hashlib.sha256()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
-    try:
-        try:
-            with open(src, 'rb') as f:
-                while True:
-                    chunk = f.read(1024 * 1024)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-            os.fsync(fd)
-            if uid is not None or gid is not None:
-                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-            if mode is not None:
-                os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+
+    def fill(fd):
+        with open(src, 'rb') as f:
+            while True:
+                chunk = f.read(1024 * 1024)
+                if not chunk:
+                    break
+                h.update(chunk)
+                _write_all(fd, chunk)
         if expect_sha256 is not None and h.hexdigest() != expect_sha256:
             raise ValueError('%s changed while it was being copied (sha256 %s, expected %s)'
                              % (src, h.hexdigest(), expect_sha256))
-        _move_into_place(module, tmp, dest)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    set_attrs_nofollow(dest, mode, uid, gid)
-    _fsync_dir(directory)
+    _atomic_replace(dest, fill, mode, uid, gid, module)
     return h.hexdigest()
 
 

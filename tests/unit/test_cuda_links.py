@@ -1,21 +1,12 @@
 """library/cuda_links.py (and the vgpu_fs helpers it rests on): link planning against temp dirs."""
-import hashlib
 import os
 import shutil
-import sys
 
 import pytest
+from ansible.module_utils import vgpu_fs
+from module_harness import refused_unchanged, run_module, tree_state
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
-from module_harness import elf, run_module, tree_state  # noqa: E402,F401
-
-import cuda_links  # noqa: E402
-from ansible.module_utils import vgpu_fs  # noqa: E402
-
-
-def sha(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
+import cuda_links
 
 
 @pytest.fixture
@@ -52,13 +43,7 @@ def by_path(res):
 
 
 def refused(capsys, host, expect, **kw):
-    before = tree_state(host.root)
-    res = links(capsys, host, **kw)
-    assert res.get('failed'), res
-    assert expect in res['msg'], res['msg']
-    assert 'Nothing was changed' in res['msg']
-    assert tree_state(host.root) == before
-    return res
+    return refused_unchanged(host.root, lambda: links(capsys, host, **kw), expect)
 
 
 # ------------------------------------------------------------------------------------------- present
@@ -93,13 +78,21 @@ def test_check_mode_changes_nothing(capsys, host):
     assert tree_state(host.root) == before
 
 
-def test_wrong_and_dangling_links_replaced(capsys, host):
-    other = os.path.join(host.root, 'other.so')
-    open(other, 'w').close()
+def foreign_links(host, name, content=b''):
+    """A file <root>/<name>, libcuda.so.1 in lib64 linked to it and a dangling libcuda.so.1 in Ollama's lib
+    dir: (the file, the wrong link, the dangling link)."""
+    other = os.path.join(host.root, name)
+    with open(other, 'wb') as f:
+        f.write(content)
     wrong = os.path.join(host.lib64, 'libcuda.so.1')
     dangling = os.path.join(host.ollama, 'libcuda.so.1')
     os.symlink(other, wrong)
     os.symlink('/gone/libcuda.so.1', dangling)
+    return other, wrong, dangling
+
+
+def test_wrong_and_dangling_links_replaced(capsys, host):
+    other, wrong, dangling = foreign_links(host, 'other.so')
     res = links(capsys, host)
     items = by_path(res)
     assert items[wrong]['action'] == 'replaced' and items[wrong]['before'] == other
@@ -111,13 +104,7 @@ def test_wrong_and_dangling_links_replaced(capsys, host):
 
 def test_replaced_link_is_kept_and_absent_puts_it_back(capsys, host):
     """A foreign link's text is kept as a hidden symlink backup (never followed); absent restores it."""
-    driver = os.path.join(host.root, 'libcuda.so.535.104.05')
-    with open(driver, 'wb') as f:
-        f.write(b'not ours')
-    wrong = os.path.join(host.lib64, 'libcuda.so.1')
-    dangling = os.path.join(host.ollama, 'libcuda.so.1')
-    os.symlink(driver, wrong)
-    os.symlink('/gone/libcuda.so.1', dangling)
+    driver, wrong, dangling = foreign_links(host, 'libcuda.so.535.104.05', b'not ours')
     res = links(capsys, host)
     items = by_path(res)
     for path, text in ((wrong, driver), (dangling, '/gone/libcuda.so.1')):
@@ -169,7 +156,7 @@ def test_regular_file_copy_refused_without_replace_files(capsys, host):
     assert len(res['errors']) == 1
 
 
-def test_regular_file_copy_backed_up_and_replaced(capsys, host):
+def test_regular_file_copy_backed_up_and_replaced(capsys, host, sha):
     stale = os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1')
     shutil.copy(host.elf['cuda_v2'], stale)        # an older shim build
     old_sha = sha(stale)
@@ -203,7 +190,7 @@ def test_real_driver_lookalike_refused(capsys, host):
     refused(capsys, host, 'replace_files: true')
 
 
-def test_real_driver_replaced_when_asked(capsys, host):
+def test_real_driver_replaced_when_asked(capsys, host, sha):
     drv = os.path.join(host.lib64, 'libcuda.so.1')
     shutil.copy(host.elf['driver'], drv)
     drv_sha = sha(drv)
@@ -356,11 +343,8 @@ def test_links_one_bad_set_refuses_the_call(capsys, host, case):
     else:
         os.mkdir(os.path.join(host.ollama, 'libnvidia-ml.so.1'))
         expect = 'is a directory where a link should go'
-    before = tree_state(host.root)
-    res = sets_call(capsys, host, sets)
-    assert res.get('failed') and expect in res['msg'] and 'Nothing was changed' in res['msg'], res
+    res = refused_unchanged(host.root, lambda: sets_call(capsys, host, sets), expect)
     assert len(res['errors']) == 1
-    assert tree_state(host.root) == before
     assert not os.path.lexists(os.path.join(host.lib64, 'libcuda.so.1'))
 
 
@@ -422,7 +406,7 @@ def test_links_bad_names_and_empty_list(capsys, host):
 
 # ------------------------------------------------------------------------------------------- absent
 
-def test_absent_removes_only_our_links_and_restores_backup(capsys, host):
+def test_absent_removes_only_our_links_and_restores_backup(capsys, host, sha):
     stale = os.path.join(host.ollama, 'cuda_v12', 'libcuda.so.1')
     shutil.copy(host.elf['cuda_v2'], stale)
     stale_sha = sha(stale)
@@ -524,3 +508,26 @@ def test_check_mode_plans_links_to_a_shim_not_installed_yet(capsys, host):
     assert tree_state(host.root) == before
     # the real run still refuses it
     refused(capsys, host, 'does not exist', target=target)
+
+
+def test_documented_defaults_come_from_the_layout():
+    """DOCUMENTATION's dirs / ollama_lib_dir defaults are the module's, which are vgpu_layout's preload ones."""
+    import yaml
+    from ansible.module_utils.vgpu_layout import OLLAMA_LIB_DIR, default_link_dirs
+    options = yaml.safe_load(cuda_links.DOCUMENTATION)['options']
+    assert options['dirs']['default'] == cuda_links.DEFAULT_DIRS == default_link_dirs('preload')
+    assert options['ollama_lib_dir']['default'] == OLLAMA_LIB_DIR
+    assert options['names']['default'] == options['links']['suboptions']['names']['default'] == cuda_links.DEFAULT_NAMES
+
+
+def test_candidate_dirs_adds_discovered_backends_once(tmp_path):
+    ollama = tmp_path / 'ollama'
+    for d in ('cuda_v12', 'cuda_v14'):
+        (ollama / d).mkdir(parents=True)
+    (ollama / 'cuda_v9.txt').write_text('not a dir')
+    alias = tmp_path / 'alias'
+    alias.symlink_to(ollama / 'cuda_v12')
+    given = [str(ollama / 'cuda_v12') + '/', str(alias), str(tmp_path / 'missing')]
+    assert cuda_links.candidate_dirs(given, str(ollama), True) == [
+        str(ollama / 'cuda_v12'), str(tmp_path / 'missing'), str(ollama / 'cuda_v14')]
+    assert cuda_links.candidate_dirs(given, str(ollama), False) == [str(ollama / 'cuda_v12'), str(tmp_path / 'missing')]

@@ -16,7 +16,10 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 import ollama_gpu_mode as M
+from ansible.module_utils import ollama_follow as F
+from ansible.module_utils.ollama_follow import JournalSource   # the real one, while a test replaces F's
 from ansible.module_utils import ollama_log as L
+from ansible.module_utils import ollama_log_record as R
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'corpus')
 EXPECTED = yaml.safe_load(open(os.path.join(CORPUS, 'expected.yml')))
@@ -77,7 +80,7 @@ def test_gpu_result_values():
                   'min_total_vram': '64 GiB'})
     assert result['failed'] is False and result['mode'] == 'gpu'
     dev = result['devices'][0]
-    assert dev['description'] == 'vH100' and dev['total_bytes'] == L.parse_size('79.6 GiB')
+    assert dev['description'] == 'vH100' and dev['total_bytes'] == R.parse_size('79.6 GiB')
     assert result['summary'] == 'GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)'
     assert result['started_at'] == '2025-12-01T08:03:10.200Z'
     assert result['total_vram'] == dev['total_bytes']
@@ -258,7 +261,7 @@ def test_saved_file_just_copied_returns_within_the_recent_write_window(tmp_path)
         dst.write(src.read())
     began = time.monotonic()
     result = run({'log_path': path, 'expect': 'any'})
-    assert time.monotonic() - began < L.RECENT_WRITE + 0.5 and result['log_complete'] is True
+    assert time.monotonic() - began < F.RECENT_WRITE + 0.5 and result['log_complete'] is True
 
 
 def test_unknown_with_expect_any_passes():
@@ -440,24 +443,24 @@ RUNNING = {'Id': 'ollama.service', 'LoadState': 'loaded', 'ActiveState': 'active
 
 
 def test_journal_command_scopes_to_the_invocation():
-    argv = M.journal_command('/usr/bin/journalctl', 'ollama.service', 'abc', '2210', 'b00t')
+    argv = SC.journal_command('/usr/bin/journalctl', 'ollama.service', 'abc', '2210', 'b00t')
     assert argv[:5] == ['/usr/bin/journalctl', '--no-pager', '--follow', '--no-tail', '--output=cat']
     assert argv[5:] == ['_SYSTEMD_INVOCATION_ID=abc', '+', '_SYSTEMD_UNIT=ollama.service', '_PID=2210',
                         '_BOOT_ID=b00t']
-    assert M.journal_command('/j', 'u.service', '', '7', None)[5:] == ['_SYSTEMD_UNIT=u.service', '_PID=7']
+    assert SC.journal_command('/j', 'u.service', '', '7', None)[5:] == ['_SYSTEMD_UNIT=u.service', '_PID=7']
 
 
 def test_live_journal_source(monkeypatch):
     started = []
 
     class FakeCommandSource(object):
-        def __init__(self, argv):
+        def __init__(self, argv, env=None):
             started.append(argv)
 
-    monkeypatch.setattr(L, 'CommandSource', FakeCommandSource)
-    monkeypatch.setattr(M, 'boot_id', lambda: 'b00t')
+    monkeypatch.setattr(F, 'CommandSource', FakeCommandSource)
+    monkeypatch.setattr(F, 'boot_id', lambda: 'b00t')
     source, description, accept, props = M.live_source(FakeModule(RUNNING), 'ollama', 'auto', time.time() + 5)
-    assert isinstance(source, L.JournalSource) and accept is None
+    assert isinstance(source, F.JournalSource) and accept is None
     assert started[0][0] == '/usr/bin/journalctl' and '--follow' in started[0]
     assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in started[0]
     # the fallback when journalctl cannot follow: the same query, without --follow
@@ -471,9 +474,9 @@ def test_live_file_sink_from_the_unit_files(tmp_path, monkeypatch):
     dropin = tmp_path / 'log.conf'
     dropin.write_text('[Service]\nStandardError=append:/var/log/ollama-stderr.log\n')
     show = dict(RUNNING, StandardError='append', FragmentPath=str(unit), DropInPaths=str(dropin))
-    module = FakeModule(show, start='@%f' % L.log_time_to_epoch('2025-12-01T08:03:10.100Z'))
+    module = FakeModule(show, start='@%f' % R.log_time_to_epoch('2025-12-01T08:03:10.100Z'))
     source, description, accept, props = M.live_source(module, 'ollama.service', 'auto', time.time() + 5)
-    assert isinstance(source, L.FileSource) and source.path == '/var/log/ollama-stderr.log'
+    assert isinstance(source, F.FileSource) and source.path == '/var/log/ollama-stderr.log'
     assert description == 'file:/var/log/ollama-stderr.log'
     # the file's last start must be the current process's (not older than ExecMainStartTimestamp)
     with open(corpus('0.13.5-gpu-vh100-stderr-file.log')) as f:
@@ -530,11 +533,11 @@ def test_live_main_with_fake_journalctl(monkeypatch):
               'print(lines[-1], flush=True)\n'
               'time.sleep(60)\n' % journal)
 
-    def fake_source(argv, poll_argv=None):
+    def fake_source(argv, poll_argv=None, env=None):
         assert '_SYSTEMD_INVOCATION_ID=5e3b2a8c1f0d4e7a9b6c3d2e1f0a9b8c' in argv
-        return L.JournalSource([sys.executable, '-c', script])
+        return JournalSource([sys.executable, '-c', script])
 
-    monkeypatch.setattr(M, 'JournalSource', fake_source)
+    monkeypatch.setattr(F, 'JournalSource', fake_source)
     monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
     began = time.monotonic()
     result = run({'timeout': 20})
@@ -558,8 +561,8 @@ def test_live_unknown_reports_a_restart_while_waiting(monkeypatch):
               'print(%r, flush=True)\n'
               'time.sleep(60)\n' % L.__name__)   # one line of noise, no start
 
-    monkeypatch.setattr(M, 'JournalSource',
-                        lambda argv, poll_argv=None: L.JournalSource([sys.executable, '-c', script]))
+    monkeypatch.setattr(F, 'JournalSource',
+                        lambda argv, poll_argv=None, env=None: JournalSource([sys.executable, '-c', script]))
     monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
     monkeypatch.setattr(M, 'try_systemctl_show', lambda module, unit, props: (
         {'InvocationID': 'ffff', 'ActiveState': 'activating', 'SubState': 'auto-restart'}, None))
@@ -569,9 +572,10 @@ def test_live_unknown_reports_a_restart_while_waiting(monkeypatch):
     assert 'within 0.5 s' in result['msg']
 
 
-# ------------------------------------------------------------------ the vgpu_systemd helpers this module added
+# ------------------------------------------------------ the systemctl/unit-syntax helpers this module added
 
-from ansible.module_utils import vgpu_systemd as S   # noqa: E402
+from ansible.module_utils import vgpu_systemctl as SC   # noqa: E402
+from ansible.module_utils import vgpu_unit_syntax as US   # noqa: E402
 
 
 @pytest.mark.parametrize('value,expected', [
@@ -582,7 +586,7 @@ from ansible.module_utils import vgpu_systemd as S   # noqa: E402
     ('file:/var/log/o.log', ('file', '/var/log/o.log')), ('truncate:/x', ('file', '/x')),
 ])
 def test_classify_output(value, expected):
-    assert S.classify_output(value) == expected
+    assert SC.classify_output(value) == expected
 
 
 def test_log_sink_last_assignment_wins_and_empty_resets():
@@ -590,20 +594,20 @@ def test_log_sink_last_assignment_wins_and_empty_resets():
              '/d1': '[Service]\nStandardError=append:/b.log\n',
              '/d2': '[Unit]\nStandardError=append:/not-service.log\n'}
     show = {'StandardError': 'append', 'FragmentPath': '/u', 'DropInPaths': '/d1 /d2'}
-    assert S.log_sink(show, read=texts.get)['path'] == '/b.log'
-    assert S.unit_files_setting(['[Service]\nStandardError=append:/a\n', '[Service]\nStandardError=\n'],
+    assert SC.log_sink(show, read=texts.get)['path'] == '/b.log'
+    assert US.unit_files_setting(['[Service]\nStandardError=append:/a\n', '[Service]\nStandardError=\n'],
                                 'StandardError') is None
 
 
 def test_log_sink_inherit_follows_standard_output():
     show = {'StandardError': 'inherit', 'StandardOutput': 'append', 'FragmentPath': '/u', 'DropInPaths': ''}
-    sink = S.log_sink(show, read=lambda p: '[Service]\nStandardOutput=append:/var/log/ollama.log\n')
+    sink = SC.log_sink(show, read=lambda p: '[Service]\nStandardOutput=append:/var/log/ollama.log\n')
     assert sink == {'kind': 'file', 'path': '/var/log/ollama.log', 'setting': 'StandardOutput=append'}
-    assert S.log_sink({'StandardError': 'inherit', 'StandardOutput': 'journal'})['kind'] == 'journal'
+    assert SC.log_sink({'StandardError': 'inherit', 'StandardOutput': 'journal'})['kind'] == 'journal'
 
 
 def test_parse_systemd_timestamp():
-    assert S.parse_systemd_timestamp('@1795638908') == 1795638908.0
-    assert S.parse_systemd_timestamp('Wed 2026-11-25 20:35:54 UTC') == 1795638954.0
-    assert S.parse_systemd_timestamp('Wed 2026-11-25 20:35:54.250000 UTC') == 1795638954.25
-    assert S.parse_systemd_timestamp('') is None and S.parse_systemd_timestamp('n/a') is None
+    assert SC.parse_systemd_timestamp('@1795638908') == 1795638908.0
+    assert SC.parse_systemd_timestamp('Wed 2026-11-25 20:35:54 UTC') == 1795638954.0
+    assert SC.parse_systemd_timestamp('Wed 2026-11-25 20:35:54.250000 UTC') == 1795638954.25
+    assert SC.parse_systemd_timestamp('') is None and SC.parse_systemd_timestamp('n/a') is None

@@ -1,15 +1,16 @@
 # -*- coding: utf-8 -*-
-"""Unit tests for module_utils/ollama_log.py: tokenizer, prefixes, sizes, start/verdict rules, the
-corpus of real-format logs (tests/corpus/expected.yml) and the shared follow loop."""
+"""Unit tests for module_utils/ollama_log.py and ollama_verdict.py: tokenizer, prefixes, sizes, start/verdict
+rules, the corpus of real-format logs (tests/corpus/expected.yml) and judging a start against the libraries
+(following a live log and opening it: test_ollama_follow.py)."""
 import os
-import sys
-import threading
 import time
 
 import pytest
 import yaml
 
 from ansible.module_utils import ollama_log as L
+from ansible.module_utils import ollama_log_record as R
+from ansible.module_utils import ollama_verdict as V
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'corpus')
 EXPECTED = yaml.safe_load(open(os.path.join(CORPUS, 'expected.yml')))
@@ -117,43 +118,43 @@ def test_corpus_crlf_file_really_has_crlf():
     ('12 parsecs', None),
 ])
 def test_parse_size(text, expected):
-    assert L.parse_size(text) == expected
+    assert R.parse_size(text) == expected
 
 
 def test_format_size_matches_ollama():
-    assert L.format_size(L.parse_size('79.6 GiB')) == '79.6 GiB'
-    assert L.format_size(512 * 1024 ** 2) == '512.0 MiB'
-    assert L.format_size(0) == '0 B'
-    assert L.format_size(2 * 1024 ** 4) == '2048.0 GiB'
+    assert R.format_size(R.parse_size('79.6 GiB')) == '79.6 GiB'
+    assert R.format_size(512 * 1024 ** 2) == '512.0 MiB'
+    assert R.format_size(0) == '0 B'
+    assert R.format_size(2 * 1024 ** 4) == '2048.0 GiB'
 
 
 def test_log_time_to_epoch():
-    assert L.log_time_to_epoch('2024-08-01T10:00:00.000Z') == 1722506400.0
-    assert L.log_time_to_epoch('2024-08-01T12:00:00.500+02:00') == 1722506400.5
-    assert L.log_time_to_epoch('2024-08-01T05:00:00-05:00') == 1722506400.0
-    assert L.log_time_to_epoch('garbage') is None
-    assert L.log_time_to_epoch(None) is None
+    assert R.log_time_to_epoch('2024-08-01T10:00:00.000Z') == 1722506400.0
+    assert R.log_time_to_epoch('2024-08-01T12:00:00.500+02:00') == 1722506400.5
+    assert R.log_time_to_epoch('2024-08-01T05:00:00-05:00') == 1722506400.0
+    assert R.log_time_to_epoch('garbage') is None
+    assert R.log_time_to_epoch(None) is None
     # Go's log package writes local time without a zone
-    local = L.log_time_to_epoch('2025/02/28 12:37:36')
+    local = R.log_time_to_epoch('2025/02/28 12:37:36')
     assert local == time.mktime((2025, 2, 28, 12, 37, 36, 0, 0, -1))
 
 
 def test_written_epoch_allows_for_a_stamp_cut_to_the_second():
-    assert L.written_epoch('2024-08-01T10:00:00.000Z') == 1722506400.0
-    assert L.written_epoch('2024-08-01T10:00:00Z') == 1722506401.0
-    assert L.written_epoch('2025/02/28 12:37:36') == L.log_time_to_epoch('2025/02/28 12:37:36') + 1.0
-    assert L.written_epoch(None) is None and L.written_epoch('garbage') is None
+    assert R.written_epoch('2024-08-01T10:00:00.000Z') == 1722506400.0
+    assert R.written_epoch('2024-08-01T10:00:00Z') == 1722506401.0
+    assert R.written_epoch('2025/02/28 12:37:36') == R.log_time_to_epoch('2025/02/28 12:37:36') + 1.0
+    assert R.written_epoch(None) is None and R.written_epoch('garbage') is None
 
 
 def test_verdict_written_is_the_stamp_of_the_last_verdict_record():
     assert L.parse_log(lines(CONFIG_12, LISTEN_12))['verdict_written'] is None
-    assert L.parse_log(lines(LISTEN_12, IC_12))['verdict_written'] == L.log_time_to_epoch('2025-11-25T10:00:01.377Z')
+    assert L.parse_log(lines(LISTEN_12, IC_12))['verdict_written'] == R.log_time_to_epoch('2025-11-25T10:00:01.377Z')
     # zero VRAM without a compute line is the CPU verdict's record; after one, the compute line stays it
     zero = L.parse_log(lines(LISTEN_12, ZERO_VRAM))
-    assert zero['mode'] == 'cpu' and zero['verdict_written'] == L.log_time_to_epoch('2025-11-25T10:05:00.412Z')
+    assert zero['mode'] == 'cpu' and zero['verdict_written'] == R.log_time_to_epoch('2025-11-25T10:05:00.412Z')
     later = ZERO_VRAM.replace('10:05:00.412Z', '10:06:00.000Z')
     assert L.parse_log(lines(LISTEN_12, CPU_12, later))['verdict_written'] == \
-        L.log_time_to_epoch('2025-11-25T10:05:00.412Z')
+        R.log_time_to_epoch('2025-11-25T10:05:00.412Z')
     # records without time= (some captures): no stamp, no credit
     bare = 'level=INFO source=types.go:112 msg="inference compute" id=GPU-1 library=CUDA total="8.0 GiB"'
     assert L.parse_log(lines(LISTEN_12, bare))['verdict_written'] is None
@@ -162,7 +163,7 @@ def test_verdict_written_is_the_stamp_of_the_last_verdict_record():
 # ------------------------------------------------------------------ tokenizer
 
 def test_tokenize_quoted_keys_and_values():
-    tokens, open_quote = L.tokenize(LOW_VRAM_16)
+    tokens, open_quote = R.tokenize(LOW_VRAM_16)
     assert ('total vram', '15.6 GiB') in tokens
     assert ('threshold', '20.0 GiB') in tokens
     assert ('msg', 'entering low vram mode') in tokens
@@ -170,7 +171,7 @@ def test_tokenize_quoted_keys_and_values():
 
 
 def test_tokenize_go_escapes():
-    fields = L.parse_fields(r'msg="say \"hi\"" path="C:\\Users\\x" tab="a\tb" u="\u00e9\x41" n="l1\nl2"')
+    fields = R.parse_fields(r'msg="say \"hi\"" path="C:\\Users\\x" tab="a\tb" u="\u00e9\x41" n="l1\nl2"')
     assert fields['msg'] == 'say "hi"'
     assert fields['path'] == 'C:\\Users\\x'
     assert fields['tab'] == 'a\tb'
@@ -179,32 +180,32 @@ def test_tokenize_go_escapes():
 
 
 def test_tokenize_bare_values_with_brackets_and_maps():
-    fields = L.parse_fields(DISCOVERY_TIMEOUT)
+    fields = R.parse_fields(DISCOVERY_TIMEOUT)
     assert fields['OLLAMA_LIBRARY_PATH'] == '[/usr/local/lib/ollama /usr/local/lib/ollama/cuda_v12]'
     assert fields['extra_envs'] == 'map[]'
     assert fields['error'] == 'failed to finish discovery before timeout'
-    assert L.parse_fields('a=map[K:1 L:2] b=c')['a'] == 'map[K:1 L:2]'
-    assert L.parse_fields('paths=[/nix/store/x/libcuda.so.565.77] n=1')['paths'] == '[/nix/store/x/libcuda.so.565.77]'
+    assert R.parse_fields('a=map[K:1 L:2] b=c')['a'] == 'map[K:1 L:2]'
+    assert R.parse_fields('paths=[/nix/store/x/libcuda.so.565.77] n=1')['paths'] == '[/nix/store/x/libcuda.so.565.77]'
     # an unbalanced bracket falls back to the first blank
-    assert L.parse_fields('a=[x b=c')['b'] == 'c'
+    assert R.parse_fields('a=[x b=c')['b'] == 'c'
 
 
 def test_tokenize_empty_values_and_words():
-    tokens, _ = L.tokenize(CPU_12)
+    tokens, _ = R.tokenize(CPU_12)
     fields = dict(t for t in tokens if t[1] is not None)
     assert fields['compute'] == '' and fields['driver'] == '' and fields['pci_id'] == ''
-    tokens, _ = L.tokenize('server config env="map[]"')
+    tokens, _ = R.tokenize('server config env="map[]"')
     assert tokens[:2] == [('server', None), ('config', None)]
 
 
 def test_tokenize_reports_open_quote():
-    assert L.tokenize('msg="server config" env="map[A: B:')[1] is True
-    assert L.tokenize('msg="x" "open key')[1] is True
-    assert L.tokenize('msg="x" y=1')[1] is False
+    assert R.tokenize('msg="server config" env="map[A: B:')[1] is True
+    assert R.tokenize('msg="x" "open key')[1] is True
+    assert R.tokenize('msg="x" y=1')[1] is False
 
 
 def test_first_occurrence_of_a_key_wins():
-    assert L.parse_fields('library=cuda library=cpu')['library'] == 'cuda'
+    assert R.parse_fields('library=cuda library=cpu')['library'] == 'cuda'
 
 
 def test_never_reads_source_line_numbers():
@@ -232,7 +233,7 @@ def test_never_reads_source_line_numbers():
     ('1732528800.123456 fh5 ollama[5120]: ', '5120'),
 ])
 def test_journald_prefixes(prefix, pid):
-    content, meta = L.strip_prefixes(prefix + IC_12)
+    content, meta = R.strip_prefixes(prefix + IC_12)
     assert content == IC_12
     assert meta['prefixed'] and meta['pid'] == pid
 
@@ -251,17 +252,17 @@ def test_journald_prefixes(prefix, pid):
     'some-pod-7f9c ollama ' + IC_12,          # unknown prefix in front of an slog record
 ])
 def test_other_prefixes(line):
-    assert L.strip_prefixes(line)[0] == IC_12.rstrip('\r')
+    assert R.strip_prefixes(line)[0] == IC_12.rstrip('\r')
 
 
 def test_prefix_regex_never_eats_slog_or_golog_lines():
     for line in (IC_12, CONFIG_GOLOG, ZERO_VRAM, PRELOAD):
-        content, meta = L.strip_prefixes(line)
+        content, meta = R.strip_prefixes(line)
         assert content == line and not meta['prefixed']
 
 
 def test_docker_timestamp_before_a_loader_error_keeps_the_text():
-    content, _ = L.strip_prefixes('2025-01-01T00:00:00.000000000Z ' + PRELOAD)
+    content, _ = R.strip_prefixes('2025-01-01T00:00:00.000000000Z ' + PRELOAD)
     assert content == PRELOAD
 
 
@@ -273,8 +274,8 @@ def test_device_fields_0_3_7():
     assert dev['library'] == 'cuda' and dev['variant'] is None
     assert dev['name'] == 'NVIDIA GeForce RTX 3090'
     assert dev['compute'] == '8.6' and dev['driver'] == '12.4'
-    assert dev['total'] == '23.7 GiB' and dev['total_bytes'] == L.parse_size('23.7 GiB')
-    assert dev['available_bytes'] == L.parse_size('23.4 GiB')
+    assert dev['total'] == '23.7 GiB' and dev['total_bytes'] == R.parse_size('23.7 GiB')
+    assert dev['available_bytes'] == R.parse_size('23.4 GiB')
 
 
 def test_device_fields_0_12():
@@ -283,7 +284,7 @@ def test_device_fields_0_12():
     assert dev['description'] == 'NVIDIA H100 80GB HBM3'
     assert dev['pci_id'] == '0000:00:05.0' and dev['type'] == 'discrete'
     assert dev['libdirs'] == 'ollama,cuda_v12'
-    assert dev['total_bytes'] == L.parse_size('79.6 GiB')
+    assert dev['total_bytes'] == R.parse_size('79.6 GiB')
 
 
 def test_device_fields_0_30_filter_id_rocm():
@@ -314,7 +315,7 @@ def test_multi_gpu_one_device_per_line():
     second = IC_12.replace('GPU-3f6e2d1c', 'GPU-4a7f3e2d').replace('CUDA0', 'CUDA1').replace('00:05.0', '00:06.0')
     result = L.parse_log(lines(LISTEN_12, IC_12, second))
     assert [d['name'] for d in result['devices']] == ['CUDA0', 'CUDA1']
-    assert L.total_vram_bytes(result['devices']) == 2 * L.parse_size('79.6 GiB')
+    assert V.total_vram_bytes(result['devices']) == 2 * R.parse_size('79.6 GiB')
 
 
 def test_a_repeated_compute_line_is_one_device():
@@ -541,316 +542,52 @@ def _gpu_result():
 
 def test_check_expectations_ok_and_minimums():
     gpu = _gpu_result()
-    assert L.check_expectations(gpu, 'gpu') == []
-    assert L.check_expectations(gpu, 'gpu', library='cuda') == []
-    assert L.check_expectations(gpu, 'gpu', min_total_vram='64 GiB') == []
-    assert 'at least 2 required' in L.check_expectations(gpu, 'gpu', min_devices=2)[0]
-    assert 'total VRAM 79.6 GiB, at least 100.0 GiB' in L.check_expectations(gpu, 'gpu', min_total_vram='100 GiB')[0]
-    assert L.check_expectations(gpu, 'gpu', library='rocm') == [
+    assert V.check_expectations(gpu, 'gpu') == []
+    assert V.check_expectations(gpu, 'gpu', library='cuda') == []
+    assert V.check_expectations(gpu, 'gpu', min_total_vram='64 GiB') == []
+    assert 'at least 2 required' in V.check_expectations(gpu, 'gpu', min_devices=2)[0]
+    assert 'total VRAM 79.6 GiB, at least 100.0 GiB' in V.check_expectations(gpu, 'gpu', min_total_vram='100 GiB')[0]
+    assert V.check_expectations(gpu, 'gpu', library='rocm') == [
         'no ROCm device: Ollama found only CUDA (1 device), so the ROCm shim is not in use']
 
 
 def test_check_expectations_mode():
     gpu, cpu = _gpu_result(), L.parse_log(lines(LISTEN_12, CPU_12))
     unknown = L.parse_log(lines(LISTEN_12))
-    assert L.check_expectations(cpu, 'gpu') == ['Ollama runs in CPU mode, expected GPU']
-    assert L.check_expectations(gpu, 'cpu') == ['Ollama runs in GPU mode, expected CPU']
-    assert L.check_expectations(cpu, 'cpu', min_devices=3) == []
-    assert 'no verdict' in L.check_expectations(unknown, 'gpu')[0]
+    assert V.check_expectations(cpu, 'gpu') == ['Ollama runs in CPU mode, expected GPU']
+    assert V.check_expectations(gpu, 'cpu') == ['Ollama runs in GPU mode, expected CPU']
+    assert V.check_expectations(cpu, 'cpu', min_devices=3) == []
+    assert 'no verdict' in V.check_expectations(unknown, 'gpu')[0]
     for result in (gpu, cpu, unknown):
-        assert L.check_expectations(result, 'any') == []
+        assert V.check_expectations(result, 'any') == []
     # with any, minimums apply to GPU mode only
-    assert L.check_expectations(gpu, 'any', min_devices=2)
+    assert V.check_expectations(gpu, 'any', min_devices=2)
 
 
 def test_hints():
     cpu_preload = L.parse_log(lines(PRELOAD, CONFIG_12, LISTEN_12, CPU_12))
-    assert 'PRELOAD_MISSING_FILE' in L.hint_for(cpu_preload)
+    assert 'PRELOAD_MISSING_FILE' in V.hint_for(cpu_preload)
     cpu_timeout = L.parse_log(lines(CONFIG_12, LISTEN_12, DISCOVERY_TIMEOUT, CPU_12))
-    assert 'DISCOVERY_TIMEOUT' in L.hint_for(cpu_timeout)
-    assert 'vgpu_doctor' in L.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
-    assert 'playbooks/remediate.yml' in L.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
-    assert 'playbooks/remediate.yml' in L.hint_for(cpu_preload)
+    assert 'DISCOVERY_TIMEOUT' in V.hint_for(cpu_timeout)
+    assert 'vgpu_doctor' in V.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
+    assert 'playbooks/remediate.yml' in V.hint_for(L.parse_log(lines(LISTEN_12, CPU_12)))
+    assert 'playbooks/remediate.yml' in V.hint_for(cpu_preload)
     vulkan = L.parse_log(lines(LISTEN_12, IC_12.replace('library=CUDA', 'library=Vulkan')))
-    assert 'Vulkan' in L.hint_for(vulkan, 'gpu', 'cuda')
-    assert 'raise timeout' in L.hint_for(L.parse_log(lines(LISTEN_12)))
-    assert 'no Ollama server start' in L.hint_for(L.parse_log('nothing\n'))
+    assert 'Vulkan' in V.hint_for(vulkan, 'gpu', 'cuda')
+    assert 'raise timeout' in V.hint_for(L.parse_log(lines(LISTEN_12)))
+    assert 'no Ollama server start' in V.hint_for(L.parse_log('nothing\n'))
 
 
 def test_summary_lines():
     vh100 = IC_12.replace('description="NVIDIA H100 80GB HBM3"', 'description=vH100').replace('0.12.6', '0.13.5')
     result = L.parse_log(lines(LISTEN_12.replace('0.12.6', '0.13.5'), vh100))
-    assert L.summarize(result) == 'GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)'
+    assert V.summarize(result) == 'GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)'
     cpu = L.parse_log(lines(LISTEN_12, CPU_12))
-    problems = L.check_expectations(cpu, 'gpu')
-    assert L.summarize(cpu, problems, 'fix it') == \
+    problems = V.check_expectations(cpu, 'gpu')
+    assert V.summarize(cpu, problems, 'fix it') == \
         'CPU (ollama 0.12.6) \u2014 Ollama runs in CPU mode, expected GPU: fix it'
     multi = L.parse_log(lines(LISTEN_12, IC_12, IC_12.replace('GPU-3f6e', 'GPU-0000')))
-    assert L.summarize(multi).startswith('GPU (2 devices: NVIDIA H100 80GB HBM3 79.6 GiB + NVIDIA H100')
-
-
-# ------------------------------------------------------------------ following
-
-def _writer(path, chunks, delay):
-    def run():
-        time.sleep(delay)
-        with open(path, 'a') as f:
-            for chunk in chunks:
-                f.write(chunk)
-                f.flush()
-        written.append(time.monotonic())
-    written = []
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, written
-
-
-def test_follow_file_returns_soon_after_the_compute_line(tmp_path):
-    path = str(tmp_path / 'ollama.log')
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, 'time=2025-11-25T10:00:00.106Z level=INFO source=runner.go:80 '
-                                            'msg="discovering available GPUs..."'))
-    thread, written = _writer(path, [IC_12 + '\n'], 0.5)
-    source = L.FileSource(path)
-    result, waited, reason = L.follow_log(source, 10)
-    done = time.monotonic()
-    thread.join()
-    source.close()
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert done - written[0] < 1.0
-    assert 0.4 < waited < 1.6
-
-
-def test_follow_file_without_newline_at_the_end_and_timeout_zero(tmp_path):
-    path = tmp_path / 'saved.log'
-    path.write_text(LISTEN_12 + '\n' + CPU_12)
-    result, waited, reason = L.follow_log(L.FileSource(str(path)), 0)
-    assert result['mode'] == 'cpu' and waited < 0.5
-
-
-def test_follow_file_unknown_until_timeout(tmp_path):
-    path = tmp_path / 'saved.log'
-    path.write_text(lines(CONFIG_12, LISTEN_12))
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(str(path)), 0.6)
-    assert reason == 'timeout' and result['mode'] == 'unknown'
-    assert 0.55 < time.monotonic() - began < 1.5
-
-
-def test_follow_waits_for_a_missing_file(tmp_path):
-    path = str(tmp_path / 'later.log')
-    thread, written = _writer(path, [lines(LISTEN_12, IC_12, ZERO_VRAM.replace('"0 B"', '"79.6 GiB"'))], 0.3)
-    result, waited, reason = L.follow_log(L.FileSource(path), 5)
-    thread.join()
-    assert reason == 'verdict' and result['mode'] == 'gpu' and result['verdict_closed']
-
-
-def test_follow_restarts_the_parser_on_truncation(tmp_path):
-    path = str(tmp_path / 'trunc.log')
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, CPU_12 + ' padding=' + 'x' * 200))
-    source = L.FileSource(path)
-    parser_text, reset = source.read(0)
-    assert 'library=cpu' in parser_text and not reset
-    with open(path, 'w') as f:          # StandardError=truncate: on the next start
-        f.write(lines(LISTEN_12, IC_12))
-    result, waited, reason = L.follow_log(source, 3)
-    assert result['mode'] == 'gpu' and result['starts'] == 1
-
-
-def test_follow_accept_start_skips_the_previous_process(tmp_path):
-    path = str(tmp_path / 'stderr.log')
-    old = L.log_time_to_epoch('2025-11-25T10:00:00.101Z')
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, CPU_12, ZERO_VRAM))
-    new_config = CONFIG_12.replace('10:00:00.101Z', '10:05:00.000Z')
-    thread, written = _writer(path, [lines(new_config, LISTEN_12, IC_12)], 0.4)
-    result, waited, reason = L.follow_log(L.FileSource(path), 5,
-                                          accept_start=lambda r: (r['start_epoch'] or 0) > old + 60)
-    thread.join()
-    assert result['mode'] == 'gpu' and result['starts'] == 2
-
-
-def test_follow_accept_start_never_satisfied_reports_stale(tmp_path):
-    path = tmp_path / 'stderr.log'
-    path.write_text(lines(CONFIG_12, LISTEN_12, CPU_12))
-    result, waited, reason = L.follow_log(L.FileSource(str(path)), 0.3, accept_start=lambda r: False)
-    assert reason == 'timeout' and result['mode'] == 'unknown' and result['stale_start']
-
-
-def test_follow_big_file_starts_near_the_last_start(tmp_path):
-    path = str(tmp_path / 'big.log')
-    filler = 'time=2025-11-25T09:00:00.000Z level=INFO source=x.go:1 msg="request" n=%s\n' % ('y' * 150)
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, IC_12))
-        f.write(filler * (L.TAIL_SCAN_MIN // len(filler) + 100))
-        f.write(lines(CONFIG_12, LISTEN_12, CPU_12))
-    with open(path, 'rb') as fh:
-        offset = L.last_start_offset(fh, os.path.getsize(path))
-    assert offset > L.TAIL_SCAN_MIN - 100 * 1024
-    result, waited, reason = L.follow_log(L.FileSource(path), 0)
-    assert result['mode'] == 'cpu' and result['starts'] == 1
-
-
-def test_follow_multi_gpu_waits_for_the_complete_device_list(tmp_path):
-    path = str(tmp_path / 'multi.log')
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, stamped(IC_12)))
-    thread, written = _writer(path, [stamped(IC_12.replace('GPU-3f6e', 'GPU-0000')) + '\n'], 0.1)
-    result, waited, reason = L.follow_log(L.FileSource(path), 5)
-    thread.join()
-    assert len(result['devices']) == 2
-
-
-# ------------------------------------------------------------------ settle: the quiet time already passed
-
-def _follow_saved(tmp_path, *records):
-    path = tmp_path / 'ollama.log'
-    path.write_text(lines(*records))
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(str(path)), 10)
-    return result, time.monotonic() - began, reason
-
-
-def test_settle_a_compute_line_older_than_settle_needs_no_wait(tmp_path):
-    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, IC_12)
-    assert reason == 'verdict' and result['mode'] == 'gpu' and not result['verdict_closed']
-    assert took < 0.2
-
-
-def test_settle_a_fresh_compute_line_still_waits(tmp_path):
-    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, stamped(IC_12))
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert 0.25 < took < 1.0
-
-
-def test_settle_counts_only_the_part_that_passed(tmp_path):
-    result, took, reason = _follow_saved(tmp_path, CONFIG_12, LISTEN_12, stamped(IC_12, age=0.15))
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert 0.05 < took < 0.28
-
-
-def test_settle_without_a_stamp_or_with_a_future_one_waits_as_before(tmp_path):
-    bare = IC_12[IC_12.index('level='):]
-    result, took, reason = _follow_saved(tmp_path, LISTEN_12, bare)
-    assert reason == 'verdict' and result['mode'] == 'gpu' and 0.25 < took < 1.0
-    result, took, reason = _follow_saved(tmp_path, LISTEN_12, stamped(IC_12, age=-30))
-    assert reason == 'verdict' and result['mode'] == 'gpu' and 0.25 < took < 1.0
-
-
-def test_settle_a_pipe_gets_one_quiet_poll_before_an_old_verdict(tmp_path):
-    # journalctl may flush a multi-GPU list in two pieces: one empty poll proves the pipe is quiet
-    path = tmp_path / 'journal.txt'
-    path.write_text(lines(CONFIG_12, LISTEN_12, IC_12))
-    source = L.CommandSource(['sh', '-c', 'cat "$0"; exec sleep 60', str(path)])
-    try:
-        result, waited, reason = L.follow_log(source, 10)
-    finally:
-        source.close()
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert 0.04 < waited < 0.2
-
-
-FAKE_JOURNALCTL = r'''
-import sys, time
-lines = sys.argv[1].split("\n")
-for line in lines[:-1]:
-    sys.stdout.write(line + "\n")
-sys.stdout.flush()
-time.sleep(float(sys.argv[2]))
-sys.stdout.write(lines[-1] + "\n")
-sys.stdout.flush()
-time.sleep(60)
-'''
-
-
-def test_follow_command_source_like_journalctl_f():
-    text = '\n'.join([CONFIG_12, LISTEN_12, IC_12])
-    source = L.CommandSource([sys.executable, '-c', FAKE_JOURNALCTL, text, '0.5'])
-    began = time.monotonic()
-    try:
-        result, waited, reason = L.follow_log(source, 10)
-    finally:
-        source.close()
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    # the compute line is written 0.5 s in; the verdict must come within 1 s of it
-    assert time.monotonic() - began < 1.5
-    assert source.proc.poll() is not None        # the follower was stopped
-
-
-def test_follow_command_source_that_exits():
-    source = L.CommandSource([sys.executable, '-c', 'import sys; sys.stderr.write("No journal files were found.\\n")'])
-    result, waited, reason = L.follow_log(source, 5)
-    err = source.close()
-    assert reason == 'ended' and result['mode'] == 'unknown' and waited < 2
-    assert 'No journal files' in err
-
-
-# journalctl without an inotify instance: warns and exits on --follow; prints the log file otherwise
-FAKE_JOURNALCTL_NO_INOTIFY = r'''
-import sys
-if "--follow" in sys.argv:
-    sys.stderr.write("Insufficient watch descriptors available. Reverting to -n.\\n")
-sys.stdout.write(open(sys.argv[1]).read())
-'''
-
-
-def test_journal_source_polls_when_journalctl_cannot_follow(tmp_path):
-    path = str(tmp_path / 'journal.txt')
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12))
-    thread, written = _writer(path, [stamped(IC_12) + '\n'], 0.5)
-    source = L.JournalSource([sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, path, '--follow', '--no-tail'])
-    assert source.poll_argv == [sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, path, '--no-tail']
-    try:
-        result, waited, reason = L.follow_log(source, 10)
-    finally:
-        source.close()
-    done = time.monotonic()
-    thread.join()
-    assert source.polling and not source.ended and source.error is None
-    assert reason == 'verdict' and result['mode'] == 'gpu' and result['starts'] == 1
-    assert done - written[0] < 1.0
-
-
-def test_journal_source_polls_only_when_the_output_changed(tmp_path, monkeypatch):
-    path = tmp_path / 'journal.txt'
-    path.write_text(lines(CONFIG_12, LISTEN_12))
-    source = L.JournalSource([sys.executable, '-c', FAKE_JOURNALCTL_NO_INOTIFY, str(path), '--follow'],
-                             interval=0.05)
-    texts = [source.read(0.2) for _ in range(10)]
-    source.close()
-    assert source.polling
-    assert [reset for text, reset in texts if text] == [False, True]      # the follower's, then one poll
-    assert all(text == lines(CONFIG_12, LISTEN_12) for text, reset in texts if text)
-
-
-def test_journal_source_other_ends_stop_it():
-    source = L.JournalSource([sys.executable, '-c', 'import sys; sys.stderr.write("No journal files were found.\\n")'])
-    result, waited, reason = L.follow_log(source, 5)
-    source.close()
-    assert reason == 'ended' and not source.polling and 'No journal files' in source.error
-
-
-def test_journal_source_poll_failure_ends_it(tmp_path):
-    script = ('import sys\n'
-              'sys.stderr.write("Insufficient watch descriptors available. Reverting to -n.\\n" if "--follow" '
-              'in sys.argv else "Failed to open journal: Permission denied\\n")\n'
-              'sys.exit(0 if "--follow" in sys.argv else 1)\n')
-    source = L.JournalSource([sys.executable, '-c', script, '--follow'])
-    result, waited, reason = L.follow_log(source, 5)
-    assert reason == 'ended' and source.polling and 'Permission denied' in source.close()
-
-
-def test_follow_timeout_zero_still_reads_a_whole_multi_chunk_file(tmp_path):
-    path = str(tmp_path / 'three-mib.log')
-    filler = 'time=2025-11-25T09:00:00.000Z level=INFO source=x.go:1 msg="request" n=%s\n' % ('y' * 150)
-    with open(path, 'w') as f:
-        f.write(lines(CONFIG_12, LISTEN_12, CPU_12))
-        f.write(filler * (3 * 1024 * 1024 // len(filler)))    # below the tail-scan size, over one read chunk
-        f.write(lines(CONFIG_12, LISTEN_12, IC_12))
-    result, waited, reason = L.follow_log(L.FileSource(path), 0)
-    assert result['mode'] == 'gpu' and result['starts'] == 2
+    assert V.summarize(multi).startswith('GPU (2 devices: NVIDIA H100 80GB HBM3 79.6 GiB + NVIDIA H100')
 
 
 def test_loader_error_of_the_previous_process_stays_there_with_journald_pids():
@@ -923,218 +660,61 @@ def test_v0_30_vulkan_device_fields():
     ('cuda,rocm', ['cuda', 'rocm']), ('cuda, ROCm cuda', ['cuda', 'rocm']), (['CUDA', 'rocm,cuda'], ['cuda', 'rocm']),
 ])
 def test_normalize_libraries(library, expected):
-    assert L.normalize_libraries(library) == expected
+    assert V.normalize_libraries(library) == expected
 
 
 def test_judge_vulkan_only_against_the_cuda_shim():
-    judged = L.judge_libraries(_vulkan_only(), 'cuda')
+    judged = V.judge_libraries(_vulkan_only(), 'cuda')
     assert judged['verdict'] == 'other_library' and judged['library_devices'] == []
     assert judged['libraries'] == ['Vulkan'] and judged['required_libraries'] == ['cuda']
     assert [d['name'] for d in judged['other_devices']] == ['Vulkan0']
     # any library (an explicit '' / []): Vulkan is a GPU
-    assert L.judge_libraries(_vulkan_only(), '')['verdict'] == 'gpu'
-    assert L.judge_libraries(_vulkan_only(), ['cuda', 'vulkan'])['verdict'] == 'gpu'
+    assert V.judge_libraries(_vulkan_only(), '')['verdict'] == 'gpu'
+    assert V.judge_libraries(_vulkan_only(), ['cuda', 'vulkan'])['verdict'] == 'gpu'
 
 
 def test_judge_cuda_beside_another_vulkan_gpu_counts_only_the_cuda_device():
     result = L.parse_log(lines(CONFIG_30, LISTEN_30, IC_30_CUDA, IC_30_VULKAN_OTHER, CTX_30))
-    judged = L.judge_libraries(result, 'cuda')
+    judged = V.judge_libraries(result, 'cuda')
     assert judged['verdict'] == 'gpu' and result['libraries'] == ['CUDA', 'Vulkan']
     assert [d['name'] for d in judged['library_devices']] == ['CUDA0']
-    assert L.check_expectations(result, 'gpu', library='cuda') == []
+    assert V.check_expectations(result, 'gpu', library='cuda') == []
     # the minimums count the shim's devices only
-    assert L.check_expectations(result, 'gpu', min_devices=2, library='cuda') == [
+    assert V.check_expectations(result, 'gpu', min_devices=2, library='cuda') == [
         '1 GPU device(s) of library CUDA, at least 2 required']
-    assert L.check_expectations(result, 'gpu', min_devices=2) == []
-    assert L.check_expectations(result, 'gpu', min_total_vram='80 GiB', library='cuda') == [
+    assert V.check_expectations(result, 'gpu', min_devices=2) == []
+    assert V.check_expectations(result, 'gpu', min_total_vram='80 GiB', library='cuda') == [
         'total VRAM 79.6 GiB, at least 80.0 GiB required']
 
 
 def test_judge_cpu_and_unknown_keep_their_mode():
     cpu = L.parse_log(lines(CONFIG_30, LISTEN_30, CUDA_FAILED_30, CPU_30))
-    assert L.judge_libraries(cpu, 'cuda')['verdict'] == 'cpu'
-    assert L.judge_libraries(L.parse_log(lines(CONFIG_30, LISTEN_30)), 'cuda')['verdict'] == 'unknown'
+    assert V.judge_libraries(cpu, 'cuda')['verdict'] == 'cpu'
+    assert V.judge_libraries(L.parse_log(lines(CONFIG_30, LISTEN_30)), 'cuda')['verdict'] == 'unknown'
 
 
 def test_vulkan_only_fails_a_cuda_expectation_plainly():
     result = _vulkan_only()
-    problems = L.check_expectations(result, 'gpu', library='cuda')
+    problems = V.check_expectations(result, 'gpu', library='cuda')
     assert problems == ['no CUDA device: Ollama found only Vulkan (1 device), so the CUDA shim is not in use']
     # expect=any: the mode is never a problem, but a GPU start is still judged against the shim's library
-    assert L.check_expectations(result, 'any', library='cuda') == problems
-    assert L.check_expectations(result, 'gpu', library='') == []
-    hint = L.hint_for(result, 'gpu', 'cuda')
+    assert V.check_expectations(result, 'any', library='cuda') == problems
+    assert V.check_expectations(result, 'gpu', library='') == []
+    hint = V.hint_for(result, 'gpu', 'cuda')
     assert 'fell back to Vulkan' in hint and 'playbooks/remediate.yml' in hint and 'LD_PRELOAD' in hint
-    assert L.summarize(result, problems, hint, 'cuda') == (
+    assert V.summarize(result, problems, hint, 'cuda') == (
         'VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11) \u2014 no CUDA device: '
         'Ollama found only Vulkan (1 device), so the CUDA shim is not in use: ' + hint)
     # without the library the line stays what Ollama logged
-    assert L.summarize(result).startswith('GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11)')
+    assert V.summarize(result).startswith('GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.11)')
 
 
 def test_cuda_start_summary_is_unchanged_with_the_library():
     result = L.parse_log(lines(CONFIG_30, LISTEN_30, IC_30_CUDA, CTX_30))
-    assert L.summarize(result, library='cuda') == 'GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, CUDA, ollama 0.30.11)'
+    assert V.summarize(result, library='cuda') == 'GPU (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, CUDA, ollama 0.30.11)'
 
 
 def test_libraries_key_in_log_order_and_cpu_has_none():
     result = L.parse_log(lines(LISTEN_30, IC_30_VULKAN_OTHER, IC_30_CUDA))
     assert result['libraries'] == ['Vulkan', 'CUDA']
     assert L.parse_log(lines(LISTEN_30, CPU_30))['libraries'] == []
-
-
-# ------------------------------------------------------------------ saved logs give their verdict at once
-
-def _saved(tmp_path, text, age=3600):
-    """A saved copy: written, closed, and last changed ``age`` seconds ago."""
-    path = tmp_path / 'saved.log'
-    path.write_text(text)
-    then = time.time() - age
-    os.utime(str(path), (then, then))
-    return str(path)
-
-
-def test_while_written_static_file_without_verdict_ends_at_once_with_the_default_timeout(tmp_path):
-    path = _saved(tmp_path, lines(CONFIG_30, LISTEN_30, DISCOVERING_30))
-    source = L.FileSource(path, follow='while_written')
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(source, 60)
-    took = time.monotonic() - began
-    source.close()
-    assert reason == 'ended' and result['mode'] == 'unknown' and result['starts'] == 1
-    assert took < 0.5 and source.complete == 'no process has it open for writing'
-    # the default (always) still follows until the deadline
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(path), 0.3)
-    assert reason == 'timeout' and time.monotonic() - began >= 0.29
-
-
-def test_while_written_static_file_with_unstamped_records_needs_no_settle(tmp_path):
-    bare = IC_30_VULKAN[IC_30_VULKAN.index('level='):]
-    path = _saved(tmp_path, lines(LISTEN_30, bare))
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(path, follow='while_written'), 60)
-    assert result['mode'] == 'gpu' and reason == 'ended' and time.monotonic() - began < 0.2
-
-
-def test_while_written_a_file_written_just_now_waits_only_the_recent_write_window(tmp_path):
-    path = tmp_path / 'fresh.log'
-    path.write_text(lines(CONFIG_30, LISTEN_30))
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(str(path), follow='while_written'), 60)
-    assert reason == 'ended' and result['mode'] == 'unknown'
-    assert time.monotonic() - began < L.RECENT_WRITE + 0.5
-
-
-def test_while_written_follows_a_sink_a_process_holds_open(tmp_path):
-    """A StandardError=append: sink: the service holds the descriptor all along and is silent for longer than
-    the recent-write window and the writer re-check while it discovers; the verdict still comes."""
-    path = str(tmp_path / 'ollama-stderr.log')
-    sink = open(path, 'a')
-    sink.write(lines(CONFIG_30, LISTEN_30, DISCOVERING_30))
-    sink.flush()
-    written = []
-
-    def service():
-        time.sleep(1.6)
-        sink.write(stamped(IC_30_CUDA) + '\n')
-        sink.flush()
-        written.append(time.monotonic())
-
-    thread = threading.Thread(target=service)
-    thread.start()
-    source = L.FileSource(path, follow='while_written')
-    try:
-        result, waited, reason = L.follow_log(source, 10)
-    finally:
-        thread.join()
-        sink.close()
-        source.close()
-    assert reason == 'verdict' and result['mode'] == 'gpu'
-    assert os.getpid() in source.writers and source.is_complete() is False
-    assert time.monotonic() - written[0] < 1.0 and 1.5 < waited < 3.0
-
-
-def test_while_written_ends_once_the_writer_closed(tmp_path):
-    path = str(tmp_path / 'ollama-stderr.log')
-    sink = open(path, 'a')
-    sink.write(lines(CONFIG_30, LISTEN_30))
-    sink.flush()
-    closer = threading.Timer(0.8, sink.close)
-    closer.start()
-    began = time.monotonic()
-    result, waited, reason = L.follow_log(L.FileSource(path, follow='while_written'), 30)
-    closer.join()
-    assert reason == 'ended' and result['mode'] == 'unknown'
-    assert 0.7 < time.monotonic() - began < 0.8 + L.WRITERS_RECHECK + L.RECENT_WRITE + 0.3
-
-
-def test_file_writers_sees_write_descriptors_only(tmp_path):
-    path = tmp_path / 'f.log'
-    path.write_text('x\n')
-    st = os.stat(str(path))
-    ident = (st.st_dev, st.st_ino)
-    with open(str(path)) as reader:
-        pids, complete = L.file_writers(ident)
-        assert os.getpid() not in pids
-        assert complete is (os.geteuid() == 0)
-        with open(str(path), 'r+') as writer:
-            assert os.getpid() in L.file_writers(ident)[0]
-        assert reader.read() == 'x\n'
-
-
-def _fake_proc(tmp_path, target, flags):
-    proc = tmp_path / 'proc'
-    (proc / 'self').mkdir(parents=True)
-    for pid, flag in ((100, flags), (200, None)):
-        fd = proc / str(pid) / 'fd'
-        fd.mkdir(parents=True)
-        (proc / str(pid) / 'fdinfo').mkdir()
-        if flag is not None:
-            os.symlink(target, str(fd / '2'))
-            (proc / str(pid) / 'fdinfo' / '2').write_text('pos:\t0\nflags:\t%s\nmnt_id:\t30\n' % flag)
-    return str(proc)
-
-
-@pytest.mark.parametrize('flags,writer', [('02102001', True), ('0100002', True), ('0100000', False)])
-def test_file_writers_reads_the_access_mode_from_fdinfo(tmp_path, flags, writer):
-    target = tmp_path / 'sink.log'
-    target.write_text('')
-    st = os.stat(str(target))
-    pids, complete = L.file_writers((st.st_dev, st.st_ino), proc=_fake_proc(tmp_path, str(target), flags))
-    assert pids == ([100] if writer else [])
-
-
-def test_not_root_or_unreadable_processes_fall_back_to_the_modification_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(L.os, 'geteuid', lambda: 1000)
-    target = tmp_path / 'sink.log'
-    target.write_text(lines(CONFIG_30, LISTEN_30))
-    proc = _fake_proc(tmp_path, str(target), '0100000')
-    st = os.stat(str(target))
-    assert L.file_writers((st.st_dev, st.st_ino), proc=proc) == ([], False)
-    # changed 10 s ago: it may still be a live sink the caller cannot see the writer of - keep following
-    then = time.time() - 10
-    os.utime(str(target), (then, then))
-    source = L.FileSource(str(target), follow='while_written', proc=proc)
-    result, waited, reason = L.follow_log(source, 0.3)
-    assert reason == 'timeout'
-    # unchanged for longer than Ollama can be silent while discovering: complete
-    then = time.time() - L.STALE_AFTER - 1
-    os.utime(str(target), (then, then))
-    source = L.FileSource(str(target), follow='while_written', proc=proc)
-    result, waited, reason = L.follow_log(source, 60)
-    assert reason == 'ended' and waited < 0.5 and 'could not be looked at' in source.complete
-
-
-def test_file_source_follow_value_is_checked():
-    with pytest.raises(ValueError):
-        L.FileSource('/x', follow='sometimes')
-
-
-def test_is_complete_after_an_early_verdict_on_a_saved_file(tmp_path):
-    path = _saved(tmp_path, lines(CONFIG_30, LISTEN_30, IC_30_CUDA, CTX_30))
-    source = L.FileSource(path, follow='while_written')
-    result, waited, reason = L.follow_log(source, 60)
-    assert reason == 'verdict' and not source.ended      # the stamps gave the verdict before EOF was seen
-    assert source.is_complete() is True
-    assert L.FileSource(path).is_complete() is False      # follow=always never calls a file complete

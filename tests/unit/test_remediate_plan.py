@@ -1,11 +1,6 @@
 """roles/vgpu_remediate/filter_plugins/vgpu_remediate.py: doctor findings -> what remediate may do, and the
 convergence rule (a fix that did not help is not tried again)."""
-import os
-import sys
-
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, 'roles', 'vgpu_remediate', 'filter_plugins'))
-import vgpu_remediate as R  # noqa: E402
+import vgpu_remediate as R
 
 DROPIN = '/etc/systemd/system/ollama.service.d/vgpu.conf'
 
@@ -108,25 +103,32 @@ def test_refused_codes_and_manual_errors_leave_the_host_alone():
     assert not p['refused'] and not p['has_fixes'] and p['not_acted_on'][0]['code'] == 'NVML_MISSING'
 
 
-def test_strip_unit_takes_out_service_settings_whole_and_keeps_the_rest():
-    text = ('# sandbox for ollama\n'
-            '[Unit]\n'
-            'PrivateDevices=yes\n'
-            '[Service]\n'
-            'PrivateDevices=yes\n'
-            'InaccessiblePaths=/dev/nvidia0 \\\n'
-            '  /dev/nvidiactl\n'
-            'Environment=OLLAMA_HOST=0.0.0.0\n')
-    out = R.vgpu_remediate_strip_unit(text, ['PrivateDevices', 'InaccessiblePaths'])
-    # a continued setting goes with all of its lines; [Unit] is not [Service]; comments stay
-    assert out == ('# sandbox for ollama\n[Unit]\nPrivateDevices=yes\n[Service]\n'
-                   'Environment=OLLAMA_HOST=0.0.0.0\n')
+# the edits themselves (strip settings, move a drop-in aside, /etc/ld.so.preload) are tested with their modules:
+# tests/unit/test_systemd_unit_settings.py
+
+def test_settings_labels_say_what_the_host_did_moves_first_then_edits():
+    stamp = '20261203T120000Z'
+    moved = [{'changed': True, 'action': 'moved', 'path': '/etc/systemd/system/ollama.service.d/override.conf'},
+             {'changed': False, 'action': 'none', 'path': '/etc/systemd/system/ollama.service.d/gone.conf'}]
+    stripped = [{'changed': True, 'action': 'edited', 'path': '/etc/systemd/system/ollama.service.d/aa.conf'},
+                {'changed': True, 'action': 'moved', 'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf'},
+                {'changed': False, 'action': 'none', 'path': '/etc/systemd/system/ollama.service.d/zz-other.conf'}]
+    assert R.vgpu_remediate_settings_labels(moved, stripped, stamp) == [
+        'move_conflicting_dropin (/etc/systemd/system/ollama.service.d/override.conf -> '
+        'override.conf.vgpu-disabled-20261203T120000Z)',
+        'override_sandbox (/etc/systemd/system/ollama.service.d/zz-sandbox.conf had no other setting: moved to '
+        'zz-sandbox.conf.vgpu-disabled-20261203T120000Z)',
+        'override_sandbox (edited /etc/systemd/system/ollama.service.d/aa.conf, original kept as '
+        '.vgpu-disabled-20261203T120000Z)']
+    assert R.vgpu_remediate_settings_labels([], [], stamp) == []
 
 
-def test_strip_unit_of_a_dropin_with_nothing_left_is_empty_and_only_that_dropin_moves():
-    text = '[Service]\nPrivateDevices=yes\n'
-    assert R.vgpu_remediate_strip_unit(text, ['PrivateDevices']) == ''
-    edits = [{'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf', 'text': ''},
-             {'path': '/etc/systemd/system/ollama.service', 'text': ''}]
-    moves = R.vgpu_remediate_moves({'move_dropins': []}, edits)
-    assert moves == [{'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf', 'action': 'override_sandbox'}]
+def test_sandbox_override_strips_only_editable_dropins_applied_after_ours():
+    f = finding('SANDBOX_BLOCKS_DEVICES', 'override_sandbox', settings={'PrivateDevices': 'no'},
+                set_by={'PrivateDevices': ['/etc/systemd/system/ollama.service.d/zz-sandbox.conf',
+                                           '/etc/systemd/system/ollama.service.d/aa-early.conf',
+                                           '/usr/lib/systemd/system/ollama.service.d/zz-pkg.conf']})
+    p = plan([f], warning_actions=['override_sandbox'])
+    assert p['sandbox_settings'] == {'PrivateDevices': 'no'}
+    assert p['strip'] == [{'path': '/etc/systemd/system/ollama.service.d/zz-sandbox.conf',
+                           'settings': ['PrivateDevices']}]

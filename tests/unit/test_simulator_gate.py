@@ -549,8 +549,6 @@ def test_ctx_error_knob_fails_ollama_but_not_the_probe_calls(prefix_factory):
     """VGPU_SIM_CTX_ERROR=2: a host side that refuses contexts. The backend's cuCtxCreate fails, so Ollama ends on
     the CPU line - while everything the doctor's live probe calls (it creates no context: that would allocate
     memory on the host GPU) still answers, which is what remediate's history is there for."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                    'module_utils'))
     from ansible.module_utils.vgpu_probe import run_probe
     p = gpu_prefix(prefix_factory, version="0.13.5")
     r = serve(p, {"VGPU_SIM_CTX_ERROR": "2"})

@@ -1,16 +1,16 @@
 """library/systemd_dropin_env.py: rendering, validation, conflicts and restart detection, with systemctl faked."""
 import os
 import stat
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
-from module_harness import FakeSystemctl, elf, run_module, safe_tmp, tree_state  # noqa: E402,F401
+from module_harness import FakeSystemctl, refused_unchanged, run_module, tree_state
 
-import systemd_dropin_env as M  # noqa: E402
-from ansible.module_utils import vgpu_fs  # noqa: E402
-from ansible.module_utils import vgpu_systemd as S  # noqa: E402
+import systemd_dropin_env as M
+from ansible.module_utils import vgpu_dropin as DR
+from ansible.module_utils import vgpu_fs
+from ansible.module_utils import vgpu_systemctl as SC
+from ansible.module_utils import vgpu_unit_syntax as US
 
 HEADER = u'# Managed by Ansible (vgpu toolkit) \u2014 do not edit\n'
 
@@ -59,13 +59,7 @@ def run(capsys, host, check=False, **kw):
 
 def refused(capsys, host, monkeypatch, expect, **kw):
     FakeSystemctl({'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0'}).install(monkeypatch)
-    before = tree_state(host.root)
-    res = run(capsys, host, **kw)
-    assert res.get('failed'), res
-    assert expect in res['msg'], res['msg']
-    assert 'Nothing was changed' in res['msg']
-    assert tree_state(host.root) == before
-    return res
+    return refused_unchanged(host.root, lambda: run(capsys, host, **kw), expect)
 
 
 def expected_text(host):
@@ -82,7 +76,7 @@ def write_dropin(host):
 # ------------------------------------------------------------------------------------------- rendering
 
 def test_render_exact_text():
-    text = M.render(['/usr/lib64/libvgpu-cuda.so', '/usr/lib64/libvgpu-nvml.so'],
+    text = DR.render(['/usr/lib64/libvgpu-cuda.so', '/usr/lib64/libvgpu-nvml.so'],
                     {'OLLAMA_LLM_LIBRARY': 'cuda_v12', 'LD_LIBRARY_PATH': '/opt/vgpu/lib:/usr/local/lib/ollama',
                      'ODD': 'a "b" \\c 50% $HOME'},
                     {'LimitMEMLOCK': 'infinity', 'CPUWeight': '100'})
@@ -97,14 +91,14 @@ def test_render_exact_text():
         u'LimitMEMLOCK=infinity\n')
     assert '\r' not in text
     # what systemd would read back
-    assert S.environment_of_text(text, 'ollama.service') == {
+    assert US.environment_of_text(text, 'ollama.service') == {
         'LD_PRELOAD': '/usr/lib64/libvgpu-cuda.so:/usr/lib64/libvgpu-nvml.so',
         'LD_LIBRARY_PATH': '/opt/vgpu/lib:/usr/local/lib/ollama', 'ODD': 'a "b" \\c 50% $HOME',
         'OLLAMA_LLM_LIBRARY': 'cuda_v12'}
 
 
 def test_render_library_path_strategy_has_no_preload():
-    text = M.render([], {'OLLAMA_LLM_LIBRARY': 'cuda_v12'}, {})
+    text = DR.render([], {'OLLAMA_LLM_LIBRARY': 'cuda_v12'}, {})
     assert 'LD_PRELOAD' not in text and text.endswith('Environment="OLLAMA_LLM_LIBRARY=cuda_v12"\n')
 
 
@@ -443,11 +437,11 @@ def test_extra_allow_list_is_written_sorted(capsys, host, monkeypatch):
 
 
 def test_extra_allow_list_has_every_rlimit_and_what_remediate_writes():
-    limits = sorted(k for k in M.EXTRA_ALLOWED if k.startswith('Limit'))
+    limits = sorted(k for k in DR.EXTRA_ALLOWED if k.startswith('Limit'))
     assert len(limits) == 16 and 'LimitRTTIME' in limits and 'LimitCPU' in limits
-    # vgpu_remediate's override_sandbox fix writes these into ollama_vgpu_unit_extra
-    from ansible.module_utils import vgpu_doctor as D
-    assert set(D.SANDBOX_SETTINGS) <= M.EXTRA_ALLOWED
+    # vgpu_remediate's override_sandbox fix writes these into vgpu_dropin_extra
+    from ansible.module_utils.vgpu_doctor.catalogue import SANDBOX_SETTINGS
+    assert set(SANDBOX_SETTINGS) <= DR.EXTRA_ALLOWED
 
 
 @pytest.mark.parametrize('key,value,why', [
@@ -670,8 +664,8 @@ def _set_start(host, pid, started):
 
 def test_process_start_time_reads_proc_stat(host):
     _set_start(host, 31, 1700000000.5)
-    assert abs(S.process_start_time(31, host.proc) - 1700000000.5) < 0.02
-    assert S.process_start_time(32, host.proc) is None
+    assert abs(SC.process_start_time(31, host.proc) - 1700000000.5) < 0.02
+    assert SC.process_start_time(32, host.proc) is None
 
 
 def test_changed_extra_setting_requires_a_restart_though_the_environment_is_the_same(capsys, host, monkeypatch):

@@ -7,15 +7,16 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'fixtures', 'elf'))
-sys.path.insert(0, os.path.join(HERE, '..', 'fixtures', 'doctor'))
-from module_harness import FakeSystemctl, elf, run_module, safe_tmp, tree_state  # noqa: E402,F401
+from module_harness import FakeSystemctl, run_module, tree_state
 
-import fakehost  # noqa: E402
-import scenarios  # noqa: E402
-import vgpu_doctor as M  # noqa: E402
-from ansible.module_utils import vgpu_doctor as D  # noqa: E402
+import fakehost
+import scenarios
+import vgpu_doctor as M
+from ansible.module_utils.vgpu_doctor import catalogue, engine, gather_unit, probes
+from ansible.module_utils.vgpu_doctor import common as doctor_common
+from ansible.module_utils.vgpu_doctor import params as doctor_params
+from ansible.module_utils.vgpu_doctor import paths as doctor_paths
+from ansible.module_utils import vgpu_elf, vgpu_loader
 
 
 @pytest.fixture(scope='session')
@@ -56,9 +57,46 @@ def test_scenario_puts_its_code_first(host, name):
 
 
 def test_every_code_has_a_scenario():
-    assert set(s['first'] for s in scenarios.SCENARIOS.values()) == set(D.CODES)
-    assert set(D.PRIORITY) == set(D.CODES) == set(c for c, _fn in D.CHECKS)
+    assert set(s['first'] for s in scenarios.SCENARIOS.values()) == set(catalogue.CODES)
+    assert set(catalogue.PRIORITY) == set(catalogue.CODES) == set(catalogue.CHECKS)
     assert all(s['build'].__doc__ for s in scenarios.SCENARIOS.values())
+
+
+def test_every_catalogue_code_has_one_check_and_they_run_in_priority_order():
+    # the checks register themselves with their code (@catalogue.check); diagnose() runs them in PRIORITY order
+    assert set(catalogue.CHECKS) == set(catalogue.CODES) == set(catalogue.PRIORITY)
+    assert len(catalogue.PRIORITY) == len(set(catalogue.PRIORITY))
+    assert [code for code, _fn in engine.checks_in_order()] == list(catalogue.PRIORITY)
+    assert all(fn.__name__ == 'check_' + code.lower() for code, fn in catalogue.CHECKS.items())
+    with pytest.raises(ValueError):
+        catalogue.check('NOT_A_CODE')
+    with pytest.raises(ValueError):
+        catalogue.check('NO_DEVICE')(lambda f: [])
+
+
+def test_go_glob_follows_go_filepath_glob(tmp_path):
+    """Go's filepath.Glob, as Ollama before 0.12.4 lists libcuda.so*: names sorted per directory, '*' matches
+    dot files, '[^x]' negates, directories expanded before their names, a malformed pattern matches nothing."""
+    for rel in ('b/lib/libcuda.so.1', 'a/lib/libcuda.so', 'a/lib/.libcuda.so.hidden', 'a/lib64/libcuda.so.2',
+                'a/lib/libcudart.so.12', 'c/libcuda.so'):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text('')
+    os.symlink('/nonexistent', str(tmp_path / 'a' / 'lib' / 'libcuda.so.9'))   # dangling: Go still lists it
+    (tmp_path / 'a' / 'lib.txt').write_text('')                               # not a directory: not descended
+    base = str(tmp_path)
+    got = [os.path.relpath(p, base) for p in vgpu_loader.go_glob(base + '/*/lib*/libcuda.so*')]
+    assert got == ['a/lib/libcuda.so', 'a/lib/libcuda.so.9', 'a/lib64/libcuda.so.2', 'b/lib/libcuda.so.1']
+    assert [os.path.relpath(p, base) for p in vgpu_loader.go_glob(base + '/a/lib/*cuda.so*')] == [
+        'a/lib/.libcuda.so.hidden', 'a/lib/libcuda.so', 'a/lib/libcuda.so.9']
+    assert [os.path.relpath(p, base) for p in vgpu_loader.go_glob(base + '/[^ab]/libcuda.so')] == ['c/libcuda.so']
+    assert [os.path.relpath(p, base) for p in vgpu_loader.go_glob(base + '/[a-b]/lib/libcuda.so.?')] == [
+        'a/lib/libcuda.so.9', 'b/lib/libcuda.so.1']
+    assert vgpu_loader.go_glob(base + '/a/lib/libcuda.so') == [base + '/a/lib/libcuda.so']   # no meta: Lstat
+    assert vgpu_loader.go_glob(base + '/a/lib/nothing') == []
+    assert vgpu_loader.go_glob(base + '/[/libcuda.so*') == []          # ErrBadPattern: nothing
+    assert vgpu_loader.go_glob(base + '/nonexistent/*') == []
+    assert vgpu_loader.go_glob(base + '/*/') == []
 
 
 def test_readme_lists_every_scenario():
@@ -69,15 +107,18 @@ def test_readme_lists_every_scenario():
 
 
 def test_documentation_names_every_code_and_action():
-    for code in D.CODES:
+    for code in catalogue.CODES:
         assert code in M.RETURN and code in M.DOCUMENTATION
-    for action in D.ACTIONS:
+    for action in catalogue.ACTIONS:
         assert 'C(%s)' % action in M.RETURN
 
 
 # ------------------------------------------------------------------------------------------ healthy hosts
 
 def test_healthy_preload_host(host):
+    # the runners resolve libnvidia-ml.so.1 to the preloaded NVML shim by its SONAME: only the simulator's
+    # build has one (the stand-in built here does not), so without it this skips with the reason
+    scenarios._need(host, 'nvml')
     host.healthy()
     res = fakehost.diagnose(host)
     assert errors(res) == [] and codes(res) == [], res['findings']
@@ -157,13 +198,13 @@ def test_errors_come_before_warnings_and_follow_the_priority(host):
     got = [(f['severity'], f['code']) for f in res['findings']]
     assert got[0] == ('error', 'SHIM_BAD')
     assert ('error', 'LINK_MISSING') in got
-    ranks = [(D.SEVERITIES.index(s), D.PRIORITY.index(c)) for s, c in got]
+    ranks = [(catalogue.SEVERITIES.index(s), catalogue.PRIORITY.index(c)) for s, c in got]
     assert ranks == sorted(ranks)
 
 
 def test_order_findings_rule():
-    f = lambda code, sev: D.finding(code, sev, code, {}, 'manual', '')  # noqa: E731
-    got = D.order_findings([f('DISCOVERY_TIMEOUT', 'error'), f('NO_DEVICE', 'info'), f('LINK_MISSING', 'warning'),
+    f = lambda code, sev: catalogue.finding(code, sev, code, {}, 'manual', '')  # noqa: E731
+    got = catalogue.order_findings([f('DISCOVERY_TIMEOUT', 'error'), f('NO_DEVICE', 'info'), f('LINK_MISSING', 'warning'),
                             f('PRELOAD_NOT_APPLIED', 'error'), f('SHIM_BAD', 'error'), f('SNAP_OLLAMA', 'warning')])
     assert [(x['severity'], x['code']) for x in got] == [
         ('error', 'SHIM_BAD'), ('error', 'PRELOAD_NOT_APPLIED'), ('error', 'DISCOVERY_TIMEOUT'),
@@ -306,8 +347,8 @@ def test_log_read_from_the_journal_of_the_current_invocation(host):
     argv_file = host.P('/fakebin/argv')
     host.write(os.path.join(bindir, 'journalctl'), '#!/bin/sh\necho "$@" > %s\ncat %s\n' % (argv_file, log), 0o755)
     probe = fakehost.FakeProbe(host)
-    probe.which = lambda name: os.path.join(bindir, name) if name == 'journalctl' else D.Probe.which(probe, name)
-    res = D.doctor(host.params(log_path=None), D.SystemPaths(host.root), probe)
+    probe.which = lambda name: os.path.join(bindir, name) if name == 'journalctl' else doctor_paths.Probe.which(probe, name)
+    res = engine.doctor(host.params(log_path=None), doctor_paths.SystemPaths(host.root), probe)
     with open(argv_file) as f:
         argv = f.read().split()
     # the same scope as ollama_gpu_mode (vgpu_systemd.journal_command): this invocation, or this main PID
@@ -316,7 +357,7 @@ def test_log_read_from_the_journal_of_the_current_invocation(host):
     assert res['log_source'].startswith('journal:') and res['verdict']['mode'] == 'cpu'
     assert res['findings'][0]['code'] == 'DISCOVERY_TIMEOUT' and res['elapsed'] < 3.0
     # log_timeout > 0 follows the journal until the verdict is there (the stand-in ends: no wait)
-    res = D.doctor(host.params(log_path=None, log_timeout=20), D.SystemPaths(host.root), probe)
+    res = engine.doctor(host.params(log_path=None, log_timeout=20), doctor_paths.SystemPaths(host.root), probe)
     with open(argv_file) as f:
         assert f.read().split()[:4] == ['--no-pager', '--follow', '--no-tail', '--output=cat']
     assert res['verdict']['mode'] == 'cpu' and res['elapsed'] < 3.0
@@ -395,20 +436,20 @@ def test_protect_kernel_tunables_alone_is_a_warning(host):
 
 
 def test_visible_device_count():
-    assert D.visible_device_count('0', 1) == 1
-    assert D.visible_device_count('', 1) == 0
-    assert D.visible_device_count('-1', 1) == 0
-    assert D.visible_device_count('1', 1) == 0
-    assert D.visible_device_count('0,0', 2) == 1
-    assert D.visible_device_count('GPU-8a3c', 1) is None
+    assert doctor_common.visible_device_count('0', 1) == 1
+    assert doctor_common.visible_device_count('', 1) == 0
+    assert doctor_common.visible_device_count('-1', 1) == 0
+    assert doctor_common.visible_device_count('1', 1) == 0
+    assert doctor_common.visible_device_count('0,0', 2) == 1
+    assert doctor_common.visible_device_count('GPU-8a3c', 1) is None
 
 
 # ------------------------------------------------------------------------------------------ UnsetEnvironment=
 
 def _unset_in_our_dropin(host, variable):
-    """Our drop-in as ollama_vgpu_unit renders it with extra UnsetEnvironment (the unset_env fix's way)."""
-    import systemd_dropin_env
-    host.dropin('vgpu.conf', systemd_dropin_env.render([host.shim, host.nvml], {}, {'UnsetEnvironment': variable}))
+    """Our drop-in as vgpu_dropin renders it with extra UnsetEnvironment (the unset_env fix's way)."""
+    from ansible.module_utils.vgpu_dropin import render
+    host.dropin('vgpu.conf', render([host.shim, host.nvml], {}, {'UnsetEnvironment': variable}))
 
 
 def test_unset_environment_in_our_dropin_removes_the_variable(host):
@@ -545,7 +586,7 @@ def test_intended_preload_is_what_the_unit_must_have(host):
     assert [f['summary'] for f in res['findings'] if f['code'] == 'PRELOAD_NOT_APPLIED'] == [
         'the unit\'s environment is not the preload layout: LD_PRELOAD of the unit does not contain %s' % other]
     # library_path with the role's default (no preload): only LD_LIBRARY_PATH is asked for
-    assert D.intended_preload(host.params(strategy='library_path', preload=[])) == []
+    assert doctor_params.intended_preload(host.params(strategy='library_path', preload=[])) == []
     with pytest.raises(ValueError):
         host.params(preload=['relative/lib.so'])
 
@@ -556,7 +597,7 @@ def test_undefined_symbol_with_an_intended_nvml_only_preload_is_manual(host):
     res = fakehost.diagnose(host, preload=[host.nvml])
     first = res['findings'][0]
     assert (first['code'], first['severity'], first['fix']) == ('SHIM_UNDEFINED_SYMBOL', 'error', {'action': 'manual'})
-    assert 'ollama_vgpu_unit_preload' in first['fix_text'] and host.shim in first['fix_text']
+    assert 'vgpu_dropin_preload' in first['fix_text'] and host.shim in first['fix_text']
     assert 'PRELOAD_NOT_APPLIED' not in codes(res)
 
 
@@ -643,22 +684,22 @@ def test_emulate_loader_order_and_skips(host, libs):
     host.install('aarch64', os.path.join(a, 'libcuda.so.1'))            # wrong machine: skipped
     host.install('cuda', os.path.join(b, 'libcuda.so.1'), mode=0o700)  # unreadable for nobody: skipped
     host.install('cuda', os.path.join(c, 'libcuda.so.1'))
-    r = D.emulate_loader('libcuda.so.1', [], [a, b, c], {}, [], D.host_machine(), 65534, [65534])
+    r = vgpu_loader.emulate_loader('libcuda.so.1', [], [a, b, c], {}, [], vgpu_elf.host_machine(), 65534, [65534])
     assert r['path'] == os.path.join(c, 'libcuda.so.1') and r['step'] == 'LD_LIBRARY_PATH'
     assert r['skipped'][0]['reason'].startswith('wrong ELF class or machine: is built for aarch64')
     unreadable = 'not readable by the service user (%s' % os.path.join(b, 'libcuda.so.1')
     assert r['skipped'][1]['reason'].startswith(unreadable)
     # an object already loaded with that SONAME wins over every search
-    r = D.emulate_loader('libcuda.so.1', [{'path': '/x/libvgpu.so', 'soname': 'libcuda.so.1', 'step': 'LD_PRELOAD'}],
-                         [c], {}, [], D.host_machine())
+    r = vgpu_loader.emulate_loader('libcuda.so.1', [{'path': '/x/libvgpu.so', 'soname': 'libcuda.so.1', 'step': 'LD_PRELOAD'}],
+                         [c], {}, [], vgpu_elf.host_machine())
     assert r['path'] == '/x/libvgpu.so' and r['step'] == 'LD_PRELOAD (SONAME libcuda.so.1)'
     # the cache, then the built-in dirs
-    r = D.emulate_loader('libcuda.so.1', [], [], {'libcuda.so.1': [os.path.join(c, 'libcuda.so.1')]}, [a],
-                         D.host_machine())
+    r = vgpu_loader.emulate_loader('libcuda.so.1', [], [], {'libcuda.so.1': [os.path.join(c, 'libcuda.so.1')]}, [a],
+                         vgpu_elf.host_machine())
     assert r['step'] == 'ld.so.cache'
     # a truncated file is found and fails (the loader does not go on searching)
     host.install('truncated', os.path.join(a, 'libcuda.so.1'))
-    r = D.emulate_loader('libcuda.so.1', [], [a, c], {}, [], D.host_machine())
+    r = vgpu_loader.emulate_loader('libcuda.so.1', [], [a, c], {}, [], vgpu_elf.host_machine())
     assert r['path'] == os.path.join(a, 'libcuda.so.1') and r['error']
 
 
@@ -702,8 +743,8 @@ def test_emulation_agrees_with_the_real_loader(host, libs, case):
         host.link(os.path.join(a, 'libcuda.so.1'), os.path.join(lib, 'gone.so'))
     elif case == 'preload_other_soname':
         preload = [own]
-    objs = [{'path': p, 'soname': D.read_elf(p).soname, 'step': 'LD_PRELOAD'} for p in preload]
-    r = D.emulate_loader('libcuda.so.1', objs, [a, b], {}, [], D.host_machine())
+    objs = [{'path': p, 'soname': vgpu_elf.read_elf(p).soname, 'step': 'LD_PRELOAD'} for p in preload]
+    r = vgpu_loader.emulate_loader('libcuda.so.1', objs, [a, b], {}, [], vgpu_elf.host_machine())
     candidates = sorted(set(os.path.realpath(p) for p in (shim, own, stale)))
     env = {'PATH': '/usr/bin:/bin', 'LD_LIBRARY_PATH': '%s:%s' % (a, b), 'LD_PRELOAD': ':'.join(preload)}
     out = subprocess.run([sys.executable, '-S', '-c', _WHICH_LOADED, needs] + candidates, env=env, check=True,
@@ -717,20 +758,20 @@ def test_ld_so_cache_round_trip(tmp_path):
     fakehost.write_ld_so_cache(p, [('libcuda.so.1', '/usr/lib64/libcuda.so.1'), ('libc.so.6', '/lib/libc.so.6'),
                                    ('libcuda.so.1', '/usr/lib/x86_64-linux-gnu/libcuda.so.1')])
     with open(p, 'rb') as f:
-        got = D.parse_ld_so_cache(f.read(), D.EM_X86_64)
+        got = vgpu_loader.parse_ld_so_cache(f.read(), vgpu_elf.EM_X86_64)
     assert got == {'libcuda.so.1': ['/usr/lib64/libcuda.so.1', '/usr/lib/x86_64-linux-gnu/libcuda.so.1'],
                    'libc.so.6': ['/lib/libc.so.6']}
     with pytest.raises(ValueError):
-        D.parse_ld_so_cache(b'garbage', D.EM_X86_64)
+        vgpu_loader.parse_ld_so_cache(b'garbage', vgpu_elf.EM_X86_64)
 
 
 @pytest.mark.skipif(not os.path.exists('/etc/ld.so.cache') or not shutil.which('ldconfig'),
                     reason='no system loader cache')
 def test_ld_so_cache_parser_agrees_with_ldconfig_p():
     with open('/etc/ld.so.cache', 'rb') as f:
-        parsed = D.parse_ld_so_cache(f.read(), D.host_machine())
+        parsed = vgpu_loader.parse_ld_so_cache(f.read(), vgpu_elf.host_machine())
     out = subprocess.run(['ldconfig', '-p'], stdout=subprocess.PIPE, check=True).stdout.decode()
-    listed = D.parse_ldconfig_p(out, D.host_machine())
+    listed = vgpu_loader.parse_ldconfig_p(out, vgpu_elf.host_machine())
     assert parsed and parsed == listed
 
 
@@ -739,24 +780,24 @@ def test_load_test_reports_the_loader_error(host, libs):
     host.install('nvml_needs_cuda', host.nvml)
     facts = fakehost.gather(host, load_test=False)
     facts.unit_env = {'LD_PRELOAD': host.nvml}
-    lt = D.load_test(facts, fakehost.FakeProbe(host), host.nvml)
+    lt = probes.load_test(facts, fakehost.FakeProbe(host), host.nvml)
     assert lt['ok'] is False and 'cuDeviceGetCount' in lt['output'] and lt['as'] == 'nobody'
     facts.unit_env = {'LD_PRELOAD': '%s:%s' % (host.shim, host.nvml)}
-    assert D.load_test(facts, fakehost.FakeProbe(host), host.nvml)['ok'] is True
+    assert probes.load_test(facts, fakehost.FakeProbe(host), host.nvml)['ok'] is True
 
 
 # ------------------------------------------------------------------------------------------ the module: read-only, fast
 
 def _module_args(host, **kw):
     p = host.params(**kw)
-    return dict((k, v) for k, v in p.items() if v is not None)
+    return dict((k, v) for k, v in p._asdict().items() if v is not None)
 
 
 @pytest.mark.parametrize('check', [False, True])
 def test_module_never_modifies_the_host(host, capsys, monkeypatch, check):
     scenarios.SCENARIOS['shim_undefined_symbol']['build'](host)      # runs the load test too
     host.write(host.P('/etc/ld.so.preload'), '%s\n' % host.shim)
-    fake = FakeSystemctl(dict(host.show('ollama.service', D.UNIT_PROPERTIES)[0])).install(monkeypatch)
+    fake = FakeSystemctl(dict(host.show('ollama.service', gather_unit.DOCTOR_UNIT_PROPERTIES)[0])).install(monkeypatch)
     before = tree_state(host.root)
     res = run_module(M, _module_args(host), capsys, check=check)
     assert tree_state(host.root) == before
@@ -784,12 +825,12 @@ def test_broken_host_is_diagnosed_within_three_seconds(host):
 
 def test_this_machine_is_diagnosed_within_three_seconds():
     """The real / (no Ollama here): every gatherer runs against the real loader cache, /proc and /sys."""
-    params = D.normalize_params(dict(unit='ollama.service', strategy='preload', shim=None, nvml_shim=None,
+    params = doctor_params.normalize_params(dict(unit='ollama.service', strategy='preload', shim=None, nvml_shim=None,
                                      shim_sha256=None, nvml_sha256=None, link_names=None, link_dirs=None,
                                      ollama_lib_dir='/usr/local/lib/ollama', dropin='vgpu.conf',
                                      require_pci_device=False, log_timeout=0, log_path=None, load_test=True, root='/'))
     began = time.time()
-    res = D.doctor(params, D.SystemPaths('/'), D.Probe(None))
+    res = engine.doctor(params, doctor_paths.SystemPaths('/'), doctor_paths.Probe(None))
     assert time.time() - began < 3.0
     assert res['findings'][0]['code'] == 'SHIM_BAD'
 
@@ -815,7 +856,7 @@ def test_probe_evidence_keeps_which_attribute_each_call_read():
     must say which one each call read."""
     r = {'ok': True, 'cuda': {'calls': [{'call': 'cuDeviceGetAttribute', 'rc': 0, 'error': 'CUDA_SUCCESS',
                                          'ms': 0.001, 'value': 9, 'device': 0, 'attr': 75, 'extra': 'x'}]}}
-    assert D.probe_evidence(r)['cuda']['calls'] == [{'call': 'cuDeviceGetAttribute', 'rc': 0,
+    assert probes.probe_evidence(r)['cuda']['calls'] == [{'call': 'cuDeviceGetAttribute', 'rc': 0,
                                                      'error': 'CUDA_SUCCESS', 'ms': 0.001, 'value': 9,
                                                      'device': 0, 'attr': 75}]
 
@@ -836,7 +877,7 @@ def test_a_probe_that_only_starved_is_tried_again_and_is_not_a_hang(host):
                 return [dict(r, ok=False, timed_out=True, last_call='cuInit', elapsed=timeout) for r in real]
             return real
     probe = Starved(host)
-    res = D.doctor(host.params(driver_probe='always', probe_timeout=0.5), D.SystemPaths(host.root), probe)
+    res = engine.doctor(host.params(driver_probe='always', probe_timeout=0.5), doctor_paths.SystemPaths(host.root), probe)
     assert probe.calls == [0.5, 1.0]
     assert [f['code'] for f in res['findings'] if f['code'] == 'DRIVER_HANG'] == [] and res['healthy']
     assert res['driver_probe']['retried'] and not any(r['timed_out_again'] for r in res['driver_probe']['retried'])

@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
-from module_harness import elf  # noqa: E402,F401  (session fixture)
-
-from ansible.module_utils import vgpu_elf  # noqa: E402
-from ansible.module_utils.vgpu_elf import (  # noqa: E402
-    EM_AARCH64, EM_X86_64, ET_DYN, REQUIRED_SYMBOLS, ElfError, host_machine, parse_elf, read_elf, shim_problems,
+from ansible.module_utils import vgpu_elf
+from ansible.module_utils import vgpu_shim_consumers as CON
+from ansible.module_utils.vgpu_elf import (
+    EM_AARCH64, EM_X86_64, ET_DYN, ElfError, host_machine, parse_elf, read_elf, shim_problems,
 )
+from ansible.module_utils.vgpu_shim_consumers import REQUIRED_SYMBOLS
+from module_harness import SIM_SRC, sim_built
 
 CUDA = REQUIRED_SYMBOLS['cuda']
 X86 = EM_X86_64
@@ -243,14 +242,8 @@ def test_summary(elf):
 # ------------------------------------------------------------------------------------------- reference shims
 # The project's reference shims (simulator/build.sh -> .build/sim/shim/) when they have been built.
 
-SIM_SHIM = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim', 'shim')
-
-
 def _sim(rel):
-    p = os.path.join(SIM_SHIM, rel)
-    if not os.path.exists(p):
-        pytest.skip('reference shim %s not built (run simulator/build.sh)' % rel)
-    return p
+    return sim_built(os.path.join('shim', rel), 'reference shim %s' % rel)
 
 
 @pytest.mark.parametrize('rel,kind', [('libvgpu-cuda.so', 'cuda'), ('libvgpu-nvml.so', 'nvml'),
@@ -285,8 +278,6 @@ def test_reference_interposing_and_undefined():
 # REQUIRED_SYMBOLS['cuda'] / ['nvml'] are derived from SHIM_CONSUMERS (each consumer with its upstream
 # evidence); the consumer check reads the same requirement off a file on the host (its UND symbols).
 
-SIM_GGML = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim', 'ggml')
-SIM_SRC = os.path.join(os.path.dirname(__file__), '..', '..', 'simulator')
 OLLAMA_GIT = os.environ.get('VGPU_OLLAMA_GIT', '/work/.mirror/ollama+ollama/repo')
 
 EXPECTED_CUDA = [
@@ -315,23 +306,23 @@ def test_default_lists_are_the_union_of_consumers():
                 'cuDeviceGetName', 'cuDeviceTotalMem_v2', 'cuGetProcAddress_v2', 'cuGetErrorString']) <= set(CUDA)
     for kind in ('cuda', 'nvml'):
         derived = []
-        for c in vgpu_elf.SHIM_CONSUMERS:
+        for c in CON.SHIM_CONSUMERS:
             if c.kind == kind:
                 derived.extend(n for n in c.symbols if n not in derived)
         assert derived == REQUIRED_SYMBOLS[kind]
-    for c in vgpu_elf.SHIM_CONSUMERS:
+    for c in CON.SHIM_CONSUMERS:
         assert c.name and c.source and c.how and c.needs
         for need in c.needs:
             # every need has its evidence: path:line@tag, or (the closed-source runtime) the NVIDIA docs, said so
-            assert (re.match(CITATION, need.where) or need.where == 'module_utils/vgpu_probe.py'
+            assert (re.match(CITATION, need.where) or need.where == 'module_utils/vgpu_probe_child.py'
                     or 'no in-repo evidence' in need.where), need
-    runtime = [c for c in vgpu_elf.SHIM_CONSUMERS if 'cuGetExportTable' in c.symbols]
+    runtime = [c for c in CON.SHIM_CONSUMERS if 'cuGetExportTable' in c.symbols]
     assert len(runtime) == 1 and 'Driver Entry Point Access' in runtime[0].source
     assert 'no in-repo evidence' in runtime[0].source
 
 
 def test_citations():
-    by = dict(((c.name, n.name), n.where) for c in vgpu_elf.SHIM_CONSUMERS for n in c.needs)
+    by = dict(((c.name, n.name), n.where) for c in CON.SHIM_CONSUMERS for n in c.needs)
     assert by[('Ollama <=0.12.3 GPU discovery', 'cuInit')] == 'discover/gpu_info_nvcuda.c:22@v0.11.10'
     assert by[('Ollama <=0.12.3 GPU discovery', 'cuCtxDestroy')] == 'discover/gpu_info_nvcuda.c:31@v0.11.10'
     assert by[('Ollama 0.30 native GPU probe', 'cuDeviceTotalMem_v2')] == 'discover/native_probe_linux.go:279@v0.30.11'
@@ -347,7 +338,7 @@ def test_citations_match_upstream_source():
     """Each path:line@tag names a line of that file at that tag that mentions the symbol."""
     import re
     checked = 0
-    for c in vgpu_elf.SHIM_CONSUMERS:
+    for c in CON.SHIM_CONSUMERS:
         for need in c.needs:
             m = re.match(CITATION, need.where)
             if not m:
@@ -370,11 +361,11 @@ def test_missing_export_names_the_consumer(elf):
                         'ml/backend/ggml/ggml/src/ggml-cuda/ggml-cuda.cu:569@v0.13.5) (a defined global/weak '
                         'function or object in the dynamic symbol table is needed)']
     # a symbol two consumers need names both; one nobody in the table needs is just its name
-    assert vgpu_elf.describe_need('cuInit') == (
+    assert CON.describe_need('cuInit') == (
         'cuInit (needed by Ollama <=0.12.3 GPU discovery, discover/gpu_info_nvcuda.c:22@v0.11.10; '
         'Ollama 0.30 native GPU probe, discover/native_probe_linux.go:255@v0.30.11)')
-    assert vgpu_elf.describe_need('cuSomethingElse') == 'cuSomethingElse'
-    assert 'the CUDA runtime' in vgpu_elf.describe_need('cuGetExportTable')
+    assert CON.describe_need('cuSomethingElse') == 'cuSomethingElse'
+    assert 'the CUDA runtime' in CON.describe_need('cuGetExportTable')
 
 
 def _gcc_so(tmp_path, name, code, *flags):
@@ -420,17 +411,14 @@ def test_undefined_symbols_and_consumer_needs(tmp_path):
 
 
 def _sim_ggml(rel):
-    p = os.path.join(SIM_GGML, rel)
-    if not os.path.exists(p):
-        pytest.skip('simulated backend %s not built (run simulator/build.sh)' % rel)
-    return p
+    return sim_built(os.path.join('ggml', rel), 'simulated backend %s' % rel)
 
 
 @pytest.mark.parametrize('backend', ['cuda_v12/libggml-cuda.so', 'cuda_v13/libggml-cuda.so'])
 def test_simulated_ggml_cuda_references_what_the_real_one_does(backend):
     ggml = read_elf(_sim_ggml(backend))
     required, optional = vgpu_elf.consumer_needs(ggml, 'cuda')
-    real = [n.name for c in vgpu_elf.SHIM_CONSUMERS if c.name == 'libggml-cuda.so' for n in c.needs]
+    real = [n.name for c in CON.SHIM_CONSUMERS if c.name == 'libggml-cuda.so' for n in c.needs]
     assert set(real) <= set(required) and optional == []
     assert 'libcuda.so.1' in ggml.needed
     # the reference shim and the toolkit stub satisfy it; the cuInit-less build does not
@@ -553,3 +541,14 @@ def test_reference_shim_vmm_model():
     assert o['export_table'] == 801 and o['export_ptr'] is None
     # cuGetProcAddress resolves every default symbol
     assert o['gpa'] == dict((n, True) for n in CUDA)
+
+
+def test_catalogue_names_have_one_owner():
+    """The consumer catalogue lives in vgpu_shim_consumers (import it from there); vgpu_elf does not re-export it,
+    it only imports the two names its own code uses."""
+    for name in ('ShimConsumer', 'SymbolNeed', 'describe_need', 'symbol_consumers'):
+        assert getattr(CON, name).__module__ == CON.__name__, name
+    for name in ('SHIM_CONSUMERS', 'REQUIRED_SYMBOLS', 'ShimConsumer', 'SymbolNeed', 'symbol_consumers'):
+        assert not hasattr(vgpu_elf, name), name
+    assert vgpu_elf.describe_need is CON.describe_need
+    assert vgpu_elf.CONSUMER_SYMBOL_PATTERNS is CON.CONSUMER_SYMBOL_PATTERNS

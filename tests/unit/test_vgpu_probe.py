@@ -19,6 +19,8 @@ import time
 import pytest
 
 from ansible.module_utils import vgpu_probe as P
+from ansible.module_utils import vgpu_probe_child as PC
+from ansible.module_utils import vgpu_probe_result as PR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -666,7 +668,7 @@ def test_probe_command():
     before = dict(e)
     argv, child = P.probe_command(['/lib/ollama', '/lib/ollama/cuda_v12', ''], e, '/py')
     assert e == before
-    assert argv[:5] == ['/py', '-I', '-S', '-B', '-c'] and argv[5] == P.CHILD_CODE
+    assert argv[:5] == ['/py', '-I', '-S', '-B', '-c'] and argv[5] == PC.CHILD_CODE
     assert json.loads(argv[6]) == {'cuda': ['libcuda.so.1', 'libcuda.so'],
                                    'nvml': ['libnvidia-ml.so.1', 'libnvidia-ml.so'], 'max_devices': P.MAX_DEVICES}
     assert child == {'PATH': '/bin', 'LD_LIBRARY_PATH': '/lib/ollama:/lib/ollama/cuda_v12:/a:/b',
@@ -676,8 +678,8 @@ def test_probe_command():
 
 
 def test_child_code_compiles_for_python38():
-    compile(P.CHILD_CODE, '<child>', 'exec')
-    assert 'walrus' not in P.CHILD_CODE and ':=' not in P.CHILD_CODE
+    compile(PC.CHILD_CODE, '<child>', 'exec')
+    assert 'walrus' not in PC.CHILD_CODE and ':=' not in PC.CHILD_CODE
 
 
 def test_module_imports_without_ansible():
@@ -686,17 +688,24 @@ def test_module_imports_without_ansible():
     r = subprocess.run([P.default_python(), '-I', '-S', '-c', code], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True)
     assert r.returncode == 0 and r.stdout.strip() == '3.0', r.stdout
-    src = open(os.path.join(REPO, 'module_utils', 'vgpu_probe.py')).read()
-    assert 'import ansible' not in src and 'from ansible' not in src
+    # its parts import each other as ansible.module_utils.* (what AnsiballZ ships), falling back to the plain
+    # names; nothing else of Ansible
+    for name in ('vgpu_probe.py', 'vgpu_probe_child.py', 'vgpu_probe_result.py'):
+        src = open(os.path.join(REPO, 'module_utils', name)).read()
+        assert 'import ansible' not in src, name
+        for line in src.splitlines():
+            if 'from ansible' in line:
+                assert line.startswith('    from ansible.module_utils.vgpu_probe_'), (name, line)
+                assert line.replace('ansible.module_utils.', '') in src, (name, line)
 
 
 def test_parse_nvidia_driver_major():
-    assert P.parse_nvidia_driver_major('570.133.20') == (570, None)
-    assert P.parse_nvidia_driver_major(' 535\n') == (535, None)
-    assert P.parse_nvidia_driver_major('+12.3') == (12, None)
-    assert P.parse_nvidia_driver_major('') == (None, 'empty NVIDIA driver version')
-    assert P.parse_nvidia_driver_major('r570.1')[0] is None
-    assert P.parse_nvidia_driver_major('5 70.1')[0] is None
+    assert PR.parse_nvidia_driver_major('570.133.20') == (570, None)
+    assert PR.parse_nvidia_driver_major(' 535\n') == (535, None)
+    assert PR.parse_nvidia_driver_major('+12.3') == (12, None)
+    assert PR.parse_nvidia_driver_major('') == (None, 'empty NVIDIA driver version')
+    assert PR.parse_nvidia_driver_major('r570.1')[0] is None
+    assert PR.parse_nvidia_driver_major('5 70.1')[0] is None
 
 
 def test_error_tables():
@@ -708,12 +717,12 @@ def test_error_tables():
             222: 'CUDA_ERROR_UNSUPPORTED_PTX_VERSION', 304: 'CUDA_ERROR_OPERATING_SYSTEM',
             803: 'CUDA_ERROR_SYSTEM_DRIVER_MISMATCH', 804: 'CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE',
             999: 'CUDA_ERROR_UNKNOWN'}
-    assert dict((k, P.cuda_error_name(k)) for k in want) == want
-    assert P.cuda_error_name(-3) == 'CUDA_ERROR_-3'
-    assert [P.nvml_error_name(i).startswith('NVML_') for i in range(20)] == [True] * 20
-    assert P.nvml_error_name(0) == 'NVML_SUCCESS' and P.nvml_error_name(9) == 'NVML_ERROR_DRIVER_NOT_LOADED'
-    assert P.nvml_error_name(999) == 'NVML_ERROR_UNKNOWN' and P.nvml_error_name(77) == 'NVML_ERROR_77'
-    assert all(not P.nvml_error_name(i).endswith('_%d' % i) for i in range(20))
+    assert dict((k, PR.cuda_error_name(k)) for k in want) == want
+    assert PR.cuda_error_name(-3) == 'CUDA_ERROR_-3'
+    assert [PR.nvml_error_name(i).startswith('NVML_') for i in range(20)] == [True] * 20
+    assert PR.nvml_error_name(0) == 'NVML_SUCCESS' and PR.nvml_error_name(9) == 'NVML_ERROR_DRIVER_NOT_LOADED'
+    assert PR.nvml_error_name(999) == 'NVML_ERROR_UNKNOWN' and PR.nvml_error_name(77) == 'NVML_ERROR_77'
+    assert all(not PR.nvml_error_name(i).endswith('_%d' % i) for i in range(20))
 
 
 def test_partial_output_is_reconstructed():
@@ -732,7 +741,7 @@ def test_partial_output_is_reconstructed():
             'lib_dirs': [], 'timeout': 1}
     run = {'rc': -9, 'stdout': out, 'stderr': '', 'timed_out': True, 'killed': True, 'leftover': False,
            'unkillable': False, 'elapsed': 1.0}
-    r = P._result(meta, run, None)
+    r = PR.probe_result(meta, run, None)
     assert r['last_call'] == 'cuDriverGetVersion' and r['completed'] is False and r['error'] is None
     assert r['cuda']['loaded'] == '/opt/x.so' and r['cuda']['calls'][0]['error'] == 'CUDA_SUCCESS'
     assert r['child']['python'] == '3.8.0' and r['signal'] == 'SIGKILL'

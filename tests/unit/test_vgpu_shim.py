@@ -1,30 +1,23 @@
 """library/vgpu_shim.py: validate-then-install of one shim file, run in-process against temp dirs."""
-import hashlib
 import os
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
+from module_harness import SIM_BUILD, SIM_SRC, refused_unchanged, run_module, sim_built, tree_state
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
-from module_harness import elf, run_module, tree_state  # noqa: E402,F401
+import vgpu_shim
+from ansible.module_utils import vgpu_shim_consumers as CON
+from ansible.module_utils import vgpu_shim_plan as PLAN
 
-import vgpu_shim  # noqa: E402
-
-SHIPPED_CONSUMERS = list(vgpu_shim.DEFAULT_CONSUMERS)
+SHIPPED_CONSUMERS = list(PLAN.DEFAULT_CONSUMERS)
 
 
 @pytest.fixture(autouse=True)
 def no_host_ollama(monkeypatch, tmp_path):
     """Hermetic: the consumers default points at an empty place, not at an Ollama this machine may have."""
     monkeypatch.setattr(vgpu_shim, 'DEFAULT_CONSUMERS', [str(tmp_path / 'no-ollama' / 'cuda_v*' / 'libggml-cuda.so')])
-
-
-def sha(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.fixture
@@ -56,19 +49,12 @@ def install(capsys, src, dest, check=False, **kw):
 
 def refused(capsys, host, src, dest=None, expect=None, **kw):
     """Run, assert it failed with expect in the message and left the tree exactly as it was."""
-    before = tree_state(host.root)
-    res = install(capsys, src, dest or host.dest, **kw)
-    assert res.get('failed'), res
-    if expect:
-        assert expect in res['msg'], res['msg']
-    assert 'Nothing was changed' in res['msg']
-    assert tree_state(host.root) == before
-    return res
+    return refused_unchanged(host.root, lambda: install(capsys, src, dest or host.dest, **kw), expect)
 
 
 # ------------------------------------------------------------------------------------------- success paths
 
-def test_fresh_install_then_idempotent(capsys, host):
+def test_fresh_install_then_idempotent(capsys, host, sha):
     src = host.stage_file('cuda')
     res = install(capsys, src, host.dest, sha256=sha(src))
     assert res['changed'] and not res.get('failed')
@@ -111,7 +97,7 @@ def test_mode_and_owner_drift_fixed_without_rewrite(capsys, host):
     assert st.st_ino == ino and stat.S_IMODE(st.st_mode) == 0o755 and (st.st_uid, st.st_gid) == (0, 0)
 
 
-def test_replace_keeps_hidden_backup(capsys, host):
+def test_replace_keeps_hidden_backup(capsys, host, sha):
     old = host.stage_file('cuda')
     install(capsys, old, host.dest)
     new = host.stage_file('cuda_v2')
@@ -134,7 +120,7 @@ def test_replace_without_backup(capsys, host):
     assert sorted(os.listdir(host.libdir)) == ['libvgpu-cuda.so']
 
 
-def test_dest_symlink_is_replaced_not_written_through(capsys, host):
+def test_dest_symlink_is_replaced_not_written_through(capsys, host, sha):
     src = host.stage_file('cuda')
     victim = os.path.join(str(host.root), 'victim.so')
     with open(victim, 'wb') as f:
@@ -163,7 +149,7 @@ def test_explicit_empty_required_symbols(capsys, host):
     assert res['changed']
 
 
-def test_sha256_prefix_and_case_accepted(capsys, host):
+def test_sha256_prefix_and_case_accepted(capsys, host, sha):
     src = host.stage_file('cuda')
     res = install(capsys, src, host.dest, sha256='SHA256:' + sha(src).upper())
     assert res['changed'] and res['sha256'] == sha(src)
@@ -257,7 +243,7 @@ def test_all_problems_listed_at_once(capsys, host):
 
 def test_reference_shim_with_its_sha256sums(capsys, host):
     """The project's reference shim (simulator/build.sh) installs with the checksum from its SHA256SUMS."""
-    shim_dir = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim', 'shim')
+    shim_dir = os.path.join(SIM_BUILD, 'shim')
     sums = os.path.join(shim_dir, 'SHA256SUMS')
     if not os.path.exists(sums):
         pytest.skip('reference shims not built (run simulator/build.sh)')
@@ -328,7 +314,7 @@ def test_shims_excludes_the_one_shim_form(capsys, host):
     assert res.get('failed') and 'mutually exclusive' in res['msg']
 
 
-def test_without_src_the_installed_build_is_validated_in_place(capsys, host):
+def test_without_src_the_installed_build_is_validated_in_place(capsys, host, sha):
     src = host.stage_file('cuda')
     install(capsys, src, host.dest)
     os.chmod(host.dest, 0o700)
@@ -340,7 +326,7 @@ def test_without_src_the_installed_build_is_validated_in_place(capsys, host):
     assert not again['changed']
 
 
-def test_without_src_another_build_asks_for_it(capsys, host):
+def test_without_src_another_build_asks_for_it(capsys, host, sha):
     install(capsys, host.stage_file('cuda'), host.dest)
     want = sha(host.stage_file('cuda_v2'))
     before = tree_state(host.root)
@@ -352,7 +338,7 @@ def test_without_src_another_build_asks_for_it(capsys, host):
     assert tree_state(host.root) == before
 
 
-def test_installed_build_that_fails_validation_is_refused(capsys, host):
+def test_installed_build_that_fails_validation_is_refused(capsys, host, sha):
     src = host.stage_file('no_cuinit')
     install(capsys, src, host.dest, required_symbols=[])
     res = run_module(vgpu_shim, dict(dest=host.dest, sha256=sha(src)), capsys)
@@ -364,7 +350,7 @@ def test_without_src_or_sha256_is_refused(capsys, host):
     assert res.get('failed') and 'give src' in res['msg']
 
 
-def test_create_parent(capsys, host):
+def test_create_parent(capsys, host, sha):
     dest = os.path.join(str(host.root), 'opt', 'vgpu', 'lib', 'libvgpu-cuda.so')
     src = host.stage_file('cuda')
     refused_res = run_module(vgpu_shim, dict(src=src, dest=dest), capsys)
@@ -416,24 +402,13 @@ def test_loader_conf_symlink_is_replaced_not_written_through(capsys, host):
 # The shim must export every cu*/nvml* symbol the installed consumers (Ollama's libggml-cuda.so) leave
 # undefined: the loader opens them RTLD_NOW, one missing symbol and the CUDA backend does not load.
 
-SIM = os.path.join(os.path.dirname(__file__), '..', '..', '.build', 'sim')
-SIM_SRC = os.path.join(os.path.dirname(__file__), '..', '..', 'simulator')
-
-
-def sim_file(rel):
-    p = os.path.join(SIM, rel)
-    if not os.path.exists(p):
-        pytest.skip('%s not built (run simulator/build.sh)' % rel)
-    return p
-
-
 @pytest.fixture
 def ollama(host):
     """<root>/usr/local/lib/ollama with the simulated CUDA backends (cuda_v12, cuda_v13) of simulator/build.sh."""
     lib = os.path.join(str(host.root), 'usr', 'local', 'lib', 'ollama')
     for d in ('cuda_v12', 'cuda_v13'):
         os.makedirs(os.path.join(lib, d))
-        shutil.copy(sim_file('ggml/%s/libggml-cuda.so' % d), os.path.join(lib, d, 'libggml-cuda.so'))
+        shutil.copy(sim_built('ggml/%s/libggml-cuda.so' % d), os.path.join(lib, d, 'libggml-cuda.so'))
     return lib
 
 
@@ -468,7 +443,7 @@ def reference_shim_without(host, *hidden):
 
 def stage_reference(host, rel='libvgpu-cuda.so'):
     p = os.path.join(str(host.root), 'stage', os.path.basename(rel))
-    shutil.copy(sim_file('shim/' + rel), p)
+    shutil.copy(sim_built('shim/' + rel), p)
     return p
 
 
@@ -479,7 +454,7 @@ def test_documented_defaults_match_the_module():
     assert SHIPPED_CONSUMERS[:2] == ['/usr/local/lib/ollama/cuda_v*/libggml-cuda.so',
                                      '/usr/local/lib/ollama/libggml-cuda.so']
     text = ' '.join(doc['options']['required_symbols']['description'])
-    for name in vgpu_shim.REQUIRED_SYMBOLS['cuda'] + vgpu_shim.REQUIRED_SYMBOLS['nvml']:
+    for name in CON.REQUIRED_SYMBOLS['cuda'] + CON.REQUIRED_SYMBOLS['nvml']:
         assert name in text, name
     for cite in ('discover/gpu_info_nvcuda.c:22-31@v0.11.10', 'discover/native_probe_linux.go:250-283@v0.30.11',
                  'CMakeLists.txt:115-119@v0.13.5', 'ggml-backend-reg.cpp:173@v0.13.5',
@@ -528,7 +503,7 @@ def test_consumers_default(capsys, host, ollama, monkeypatch):
         for d in ('cuda_v12', 'cuda_v13')]
 
 
-def test_consumer_lacking_symbol_refused_and_host_unchanged(capsys, host, ollama):
+def test_consumer_lacking_symbol_refused_and_host_unchanged(capsys, host, ollama, sha):
     """A shim that passes its required_symbols but lacks what an installed backend references: refused,
     in check mode too, and an existing install is left as it was."""
     good = stage_reference(host)
@@ -581,7 +556,7 @@ def test_nvml_and_cudart_kinds(capsys, host):
     assert res['changed'] and res['consumers_checked'] == []
 
 
-def test_installed_build_checked_against_a_new_consumer(capsys, host):
+def test_installed_build_checked_against_a_new_consumer(capsys, host, sha):
     """Validated in place (no src): an Ollama installed later that needs more is caught on the next run."""
     src = host.stage_file('cuda')
     install(capsys, src, host.dest, consumers=[])

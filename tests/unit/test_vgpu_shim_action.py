@@ -3,7 +3,6 @@
 Proves the controller-side half: a wrong build is refused before anything is sent, a shim is uploaded
 only when the host lacks that build (a no-op run uploads nothing), check mode validates an uploaded
 artifact on the host and changes nothing."""
-import hashlib
 import json
 import os
 import shutil
@@ -11,21 +10,17 @@ import subprocess
 import sys
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'elf'))
-from module_harness import elf, tree_state  # noqa: E402,F401
-
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+from module_harness import tree_state
 
 
-def sha(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
+@pytest.fixture
+def run(repo_root, tmp_path):
+    """run(args, check=False): ansible localhost -m vgpu_shim -a <json>; returns the task result."""
+    return lambda args, check=False: _ansible(repo_root, tmp_path, args, check)
 
 
-def run(args, tmp_path, check=False):
-    """ansible localhost -m vgpu_shim -a <json>; returns the task result."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(TOP, 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='json',
+def _ansible(top, tmp_path, args, check):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(top, 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='json',
                ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
                ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-local'),
                ANSIBLE_REMOTE_TEMP=str(tmp_path / 'ansible-remote'))
@@ -34,7 +29,7 @@ def run(args, tmp_path, check=False):
             '-e', 'ansible_python_interpreter=%s' % sys.executable]
     if check:
         argv.append('--check')
-    out = subprocess.run(argv, cwd=TOP, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    out = subprocess.run(argv, cwd=top, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True, timeout=120)
     data = json.loads(out.stdout[out.stdout.index('{'):])
     return data['plays'][0]['tasks'][0]['hosts']['localhost']
@@ -73,8 +68,8 @@ def world(tmp_path, elf):
     return World
 
 
-def test_upload_only_what_the_host_lacks(world, tmp_path):
-    first = run(world.args(), tmp_path)
+def test_upload_only_what_the_host_lacks(world, tmp_path, run, sha):
+    first = run(world.args())
     assert first.get('changed') and not first.get('failed'), first
     assert first['uploaded'] == [os.path.join(world.libdir, 'libvgpu-cuda.so'),
                                  os.path.join(world.libdir, 'libvgpu-nvml.so')]
@@ -82,50 +77,49 @@ def test_upload_only_what_the_host_lacks(world, tmp_path):
     assert [s['src'] for s in first['shims']] == [world.artifact('cuda'), world.artifact('nvml')]
     assert sha(os.path.join(world.libdir, 'libvgpu-cuda.so')) == sha(world.artifact('cuda'))
 
-    again = run(world.args(), tmp_path)
+    again = run(world.args())
     assert not again.get('changed') and again['uploaded'] == [], again
 
     # a new CUDA build: only that one travels; the old one is kept as a hidden backup
-    newer = run(world.args(cuda='cuda_v2'), tmp_path)
+    newer = run(world.args(cuda='cuda_v2'))
     assert newer['changed'] and newer['uploaded'] == [os.path.join(world.libdir, 'libvgpu-cuda.so')]
     assert [a['action'] for a in newer['plan']] == ['backup', 'replace']
     # Ansible's temp dirs are gone
     assert not [p for p in os.listdir(str(tmp_path / 'ansible-remote')) if p.startswith('ansible-tmp')]
 
 
-def test_wrong_sha256_is_refused_before_anything_is_sent(world, tmp_path):
+def test_wrong_sha256_is_refused_before_anything_is_sent(world, tmp_path, run, sha):
     args = world.args()
     args['shims'][1]['sha256'] = '0' * 64
     before = tree_state(str(world.root))
-    res = run(args, tmp_path)
+    res = run(args)
     assert res.get('failed')
     assert 'has sha256 %s, expected %s' % (sha(world.artifact('nvml')), '0' * 64) in res['msg']
     assert 'nothing was sent to the host' in res['msg'] and 'uploaded' not in res
     assert tree_state(str(world.root)) == before
 
 
-def test_missing_and_directory_artifacts_are_refused(world, tmp_path):
+def test_missing_and_directory_artifacts_are_refused(world, tmp_path, run):
     args = world.args()
     args['shims'][0]['src'] = str(tmp_path / 'nope.so')
-    res = run(args, tmp_path)
+    res = run(args)
     assert res.get('failed') and 'is missing or not a regular file on the controller' in res['msg']
     args['shims'][0]['src'] = str(tmp_path)
-    res = run(args, tmp_path)
+    res = run(args)
     assert res.get('failed') and 'is a directory on the controller' in res['msg']
     assert os.listdir(world.libdir) == []
 
 
-def test_check_mode_validates_on_the_host_and_changes_nothing(world, tmp_path):
+def test_check_mode_validates_on_the_host_and_changes_nothing(world, run):
     before = tree_state(str(world.root))
-    good = run(world.args(), tmp_path, check=True)
+    good = run(world.args(), check=True)
     assert good['changed'] and len(good['uploaded']) == 2
     assert [a['action'] for a in good['plan']] == ['install', 'install', 'write_loader_conf']
-    bad = run(world.args(cuda='no_cuinit'), tmp_path, check=True)
+    bad = run(world.args(cuda='no_cuinit'), check=True)
     assert bad.get('failed') and 'does not export required symbol cuInit' in bad['msg']
     assert tree_state(str(world.root)) == before
 
 
-def test_remote_src_passes_through(world, tmp_path):
-    res = run(dict(src=world.artifact('cuda'), remote_src=True, dest=os.path.join(world.libdir, 'libvgpu-cuda.so')),
-              tmp_path)
+def test_remote_src_passes_through(world, run):
+    res = run(dict(src=world.artifact('cuda'), remote_src=True, dest=os.path.join(world.libdir, 'libvgpu-cuda.so')))
     assert res['changed'] and 'uploaded' not in res and res['soname'] == 'libvgpu-cuda.so'

@@ -4,7 +4,9 @@ import random
 
 import pytest
 
+from ansible.module_utils import vgpu_systemctl as SC
 from ansible.module_utils import vgpu_systemd as S
+from ansible.module_utils import vgpu_unit_syntax as US
 
 
 # ------------------------------------------------------------------------------------------- unit-file syntax
@@ -24,7 +26,7 @@ def test_parse_unit_text_sections_comments_continuations():
         'Broken line without equals\n'
         'Environment=B=2\\\\\n'
     )
-    assert S.parse_unit_text(text) == [
+    assert US.parse_unit_text(text) == [
         ('Unit', 'Description', 'Ollama Service'),
         ('Service', 'ExecStart', '/usr/local/bin/ollama  serve'),
         ('Service', 'Environment', '"A=1"'),
@@ -34,7 +36,7 @@ def test_parse_unit_text_sections_comments_continuations():
 
 
 def test_parse_unit_text_crlf_and_trailing_continuation():
-    assert S.parse_unit_text('[Service]\r\nEnvironment=A=1\r\nEnvironment=B=2 \\') == [
+    assert US.parse_unit_text('[Service]\r\nEnvironment=A=1\r\nEnvironment=B=2 \\') == [
         ('Service', 'Environment', 'A=1'), ('Service', 'Environment', 'B=2')]
 
 
@@ -51,33 +53,33 @@ def test_parse_unit_text_crlf_and_trailing_continuation():
     ('   ', []),
 ])
 def test_split_words(value, words):
-    assert S.split_words(value) == (words, None)
+    assert US.split_words(value) == (words, None)
 
 
 def test_split_words_errors_keep_earlier_words():
-    words, err = S.split_words('A=1 "B=2')
+    words, err = US.split_words('A=1 "B=2')
     assert words == ['A=1'] and 'unbalanced' in err
-    words, err = S.split_words('A=1 B=\\q C=3')
+    words, err = US.split_words('A=1 B=\\q C=3')
     assert words == ['A=1'] and 'escape' in err
 
 
 def test_parse_environment_value():
-    assert S.parse_environment_value('') is None
-    assert S.parse_environment_value('   ') is None
+    assert US.parse_environment_value('') is None
+    assert US.parse_environment_value('   ') is None
     # unquoted space splits: "c" is not an assignment and is ignored, as systemd does
-    assert S.parse_environment_value('A=b c') == [('A', 'b')]
-    assert S.parse_environment_value('"A=b c" D=e =x') == [('A', 'b c'), ('D', 'e')]
-    assert S.parse_environment_value('"P=100%%" "U=%n" "I=%i"', 'ollama@gpu0.service') == [
+    assert US.parse_environment_value('A=b c') == [('A', 'b')]
+    assert US.parse_environment_value('"A=b c" D=e =x') == [('A', 'b c'), ('D', 'e')]
+    assert US.parse_environment_value('"P=100%%" "U=%n" "I=%i"', 'ollama@gpu0.service') == [
         ('P', '100%'), ('U', 'ollama@gpu0.service'), ('I', 'gpu0')]
-    assert S.parse_environment_value('"Q=$HOME ${X}"') == [('Q', '$HOME ${X}')]   # no expansion
+    assert US.parse_environment_value('"Q=$HOME ${X}"') == [('Q', '$HOME ${X}')]   # no expansion
 
 
 def test_environment_of_text_resets_and_overrides():
     text = ('[Unit]\nEnvironment=IGNORED=1\n'
             '[Service]\nEnvironment=A=1 B=2\nEnvironment=A=3\n')
-    assert S.environment_of_text(text) == {'A': '3', 'B': '2'}
-    assert S.environment_of_text(text + 'Environment=\nEnvironment=C=4\n') == {'C': '4'}
-    assert S.variables_set_by(text) == ['A', 'B']
+    assert US.environment_of_text(text) == {'A': '3', 'B': '2'}
+    assert US.environment_of_text(text + 'Environment=\nEnvironment=C=4\n') == {'C': '4'}
+    assert US.variables_set_by(text) == ['A', 'B']
 
 
 @pytest.mark.parametrize('value', [
@@ -85,10 +87,10 @@ def test_environment_of_text_resets_and_overrides():
     'trailing\\', '100%', '%n%%', '$HOME', '\u00e9t\u00e9', '', 'tab\there', '\\x41',
 ])
 def test_quote_round_trip(value):
-    word = S.quote_environment_assignment('V', value)
-    assert S.parse_environment_value(word, 'ollama.service') == [('V', value)]
+    word = US.quote_environment_assignment('V', value)
+    assert US.parse_environment_value(word, 'ollama.service') == [('V', value)]
     line = 'Environment=%s\n' % word
-    assert S.environment_of_text('[Service]\n' + line, 'ollama.service') == {'V': value}
+    assert US.environment_of_text('[Service]\n' + line, 'ollama.service') == {'V': value}
 
 
 def test_quote_round_trip_random():
@@ -96,15 +98,15 @@ def test_quote_round_trip_random():
     alphabet = 'ab :/"\'\\%$#;=\t\u00e9x'
     for _ in range(500):
         value = ''.join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
-        word = S.quote_environment_assignment('V', value)
-        assert S.parse_environment_value(word, 'x.service') == [('V', value)], value
+        word = US.quote_environment_assignment('V', value)
+        assert US.parse_environment_value(word, 'x.service') == [('V', value)], value
 
 
 @pytest.mark.parametrize('name,value', [('A', 'x\ny'), ('A', 'x\ry'), ('A', 'nul\x00'), ('1A', 'x'),
                                         ('A-B', 'x'), ('', 'x')])
 def test_quote_rejects(name, value):
     with pytest.raises(ValueError):
-        S.quote_environment_assignment(name, value)
+        US.quote_environment_assignment(name, value)
 
 
 # ------------------------------------------------------------------------------------------- merge order
@@ -202,7 +204,7 @@ def test_unset_environment_reset_and_planned_content(unitdirs):
     dirs = [etc, run, usr]
     write(etc, 'ollama.service.d/50-tuning.conf', '[Service]\nEnvironment=OLLAMA_LLM_LIBRARY=cuda A=1\n')
     ours = os.path.join(etc, 'ollama.service.d', 'vgpu.conf')
-    # what the remediate fix / ollama_vgpu_unit_extra would render into our drop-in
+    # what the remediate fix / vgpu_dropin_extra would render into our drop-in
     planned = {ours: '[Service]\nEnvironment="LD_PRELOAD=/p.so"\nUnsetEnvironment=OLLAMA_LLM_LIBRARY\n'}
     env, sources = S.effective_environment('ollama.service', dirs, planned)
     assert 'OLLAMA_LLM_LIBRARY' not in env and 'OLLAMA_LLM_LIBRARY' not in sources
@@ -218,22 +220,22 @@ def test_unset_environment_reset_and_planned_content(unitdirs):
 
 
 def test_parse_unset_environment_value():
-    assert S.parse_unset_environment_value('') is None and S.parse_unset_environment_value('  ') is None
+    assert US.parse_unset_environment_value('') is None and US.parse_unset_environment_value('  ') is None
     # names and assignments are kept; invalid names (and "=x") are ignored, as systemd does
-    assert S.parse_unset_environment_value('A "B=two words" 1C A-B =x D=') == ['A', 'B=two words', 'D=']
-    assert S.parse_unset_environment_value('"V=%n" W=100%%', 'ollama.service') == ['V=ollama.service', 'W=100%']
+    assert US.parse_unset_environment_value('A "B=two words" 1C A-B =x D=') == ['A', 'B=two words', 'D=']
+    assert US.parse_unset_environment_value('"V=%n" W=100%%', 'ollama.service') == ['V=ollama.service', 'W=100%']
     # bad syntax: the words before it count
-    assert S.parse_unset_environment_value('A B=\\q C') == ['A']
-    assert S.variables_unset_by('[Service]\nUnsetEnvironment=A B=1\nUnsetEnvironment=A\n') == ['A', 'B']
+    assert US.parse_unset_environment_value('A B=\\q C') == ['A']
+    assert US.variables_unset_by('[Service]\nUnsetEnvironment=A B=1\nUnsetEnvironment=A\n') == ['A', 'B']
     env = {'A': '1', 'B': '2', 'C': '3'}
-    assert S.apply_unset(env, ['A', 'B=1', 'C=3']) == ['A', 'C'] and env == {'B': '2'}
+    assert US.apply_unset(env, ['A', 'B=1', 'C=3']) == ['A', 'C'] and env == {'B': '2'}
 
 
 def test_parse_show_unset_environment():
-    assert S.parse_show_unset_environment('CUDA_VISIBLE_DEVICES OLLAMA_DEBUG=1') == [
+    assert SC.parse_show_unset_environment('CUDA_VISIBLE_DEVICES OLLAMA_DEBUG=1') == [
         'CUDA_VISIBLE_DEVICES', 'OLLAMA_DEBUG=1']
-    assert S.parse_show_unset_environment('"A=two words" B') == ['A=two words', 'B']
-    assert S.parse_show_unset_environment('') == [] and S.parse_show_unset_environment(None) == []
+    assert SC.parse_show_unset_environment('"A=two words" B') == ['A=two words', 'B']
+    assert SC.parse_show_unset_environment('') == [] and SC.parse_show_unset_environment(None) == []
 
 
 def test_unit_file_priority(unitdirs):
@@ -267,24 +269,24 @@ def test_valid_unit_name():
 # ------------------------------------------------------------------------------------------- running process
 
 def test_parse_show_environment():
-    assert S.parse_show_environment('LD_PRELOAD=/a.so:/b.so PATH=/usr/bin [unprintable] EMPTY=') == {
+    assert SC.parse_show_environment('LD_PRELOAD=/a.so:/b.so PATH=/usr/bin [unprintable] EMPTY=') == {
         'LD_PRELOAD': '/a.so:/b.so', 'PATH': '/usr/bin', 'EMPTY': ''}
-    assert S.parse_show_environment('A=1 "B=two words"') == {'A': '1', 'B': 'two words'}
-    assert S.parse_show_environment('') == {}
-    assert S.parse_show_environment(None) == {}
+    assert SC.parse_show_environment('A=1 "B=two words"') == {'A': '1', 'B': 'two words'}
+    assert SC.parse_show_environment('') == {}
+    assert SC.parse_show_environment(None) == {}
 
 
 def test_read_proc_environ_fake_root(tmp_path):
     d = tmp_path / '4242'
     d.mkdir()
     (d / 'environ').write_bytes(b'LD_PRELOAD=/a.so\x00PATH=/bin\x00WEIRD=x=y\x00\x00junk\x00')
-    assert S.read_proc_environ(4242, str(tmp_path)) == {'LD_PRELOAD': '/a.so', 'PATH': '/bin', 'WEIRD': 'x=y'}
-    assert S.read_proc_environ(1, str(tmp_path)) is None
-    assert S.read_proc_environ('x', str(tmp_path)) is None
+    assert SC.read_proc_environ(4242, str(tmp_path)) == {'LD_PRELOAD': '/a.so', 'PATH': '/bin', 'WEIRD': 'x=y'}
+    assert SC.read_proc_environ(1, str(tmp_path)) is None
+    assert SC.read_proc_environ('x', str(tmp_path)) is None
 
 
 def test_read_proc_environ_real_self():
-    env = S.read_proc_environ(os.getpid())
+    env = SC.read_proc_environ(os.getpid())
     assert env is not None and 'PATH' in env
 
 
@@ -308,19 +310,19 @@ class FakeModule(object):
 
 def test_try_systemctl_show():
     m = FakeModule(out='LoadState=loaded\nEnvironment=A=1 B=2\nMainPID=12\n')
-    props, err = S.try_systemctl_show(m, 'ollama.service', ['LoadState', 'Environment', 'MainPID'])
+    props, err = SC.try_systemctl_show(m, 'ollama.service', ['LoadState', 'Environment', 'MainPID'])
     assert err is None and props == {'LoadState': 'loaded', 'Environment': 'A=1 B=2', 'MainPID': '12'}
     assert m.cmds[0] == ['/usr/bin/systemctl', 'show', 'ollama.service', '--no-pager', '-p', 'LoadState',
                          '-p', 'Environment', '-p', 'MainPID']
-    props, err = S.try_systemctl_show(FakeModule(rc=1, err='System has not been booted with systemd'), 'x.service',
+    props, err = SC.try_systemctl_show(FakeModule(rc=1, err='System has not been booted with systemd'), 'x.service',
                                       ['LoadState'])
     assert props is None and 'not been booted' in err
-    props, err = S.try_systemctl_show(FakeModule(have=False), 'x.service', ['LoadState'])
+    props, err = SC.try_systemctl_show(FakeModule(have=False), 'x.service', ['LoadState'])
     assert props is None and 'not found' in err
 
 
 def test_systemctl_show_kept():
-    assert S.systemctl_show(FakeModule(out='ActiveState=active\n'), 'x.service', ['ActiveState']) == {
+    assert SC.systemctl_show(FakeModule(out='ActiveState=active\n'), 'x.service', ['ActiveState']) == {
         'ActiveState': 'active'}
     with pytest.raises(RuntimeError):
-        S.systemctl_show(FakeModule(rc=1), 'x.service', ['ActiveState'])
+        SC.systemctl_show(FakeModule(rc=1), 'x.service', ['ActiveState'])

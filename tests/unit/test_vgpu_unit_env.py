@@ -7,7 +7,10 @@ import os
 
 import pytest
 
+from ansible.module_utils import vgpu_env_file as EF
+from ansible.module_utils import vgpu_manager_env as ME
 from ansible.module_utils import vgpu_unit_env as E
+from ansible.module_utils import vgpu_unit_syntax as US
 
 
 # ------------------------------------------------------------------------------------------- EnvironmentFile=
@@ -31,10 +34,10 @@ EXPECTED_T1 = {'X1': 'file1', 'X2': 'quoted  value', 'X3': 'ab', 'X5': 'multi\nl
 
 
 def test_env_file_as_systemd_252_read_it():
-    parsed = E.parse_env_file(T1)
-    assert E.env_file_environment(T1) == EXPECTED_T1
+    parsed = EF.parse_env_file(T1)
+    assert EF.env_file_environment(T1) == EXPECTED_T1
     # a comment line ending in a backslash swallowed CONT_COMMENT; "export X4" is not a variable name
-    assert 'CONT_COMMENT' not in E.env_file_environment(T1)
+    assert 'CONT_COMMENT' not in EF.env_file_environment(T1)
     assert [i['text'] for i in parsed['ignored']] == ['export X4']
     lines = dict((a['name'], (a['line'], a['end_line'])) for a in parsed['assignments'])
     assert lines == {'X1': (3, 3), 'X2': (4, 4), 'X3': (5, 6), 'X5': (8, 9), 'X6': (10, 10), 'ENV_VS_FILE': (11, 11)}
@@ -53,15 +56,24 @@ def test_env_file_as_systemd_252_read_it():
     ('1BAD=x\nOK_1=y\n', {'OK_1': 'y'}),
 ])
 def test_env_file_grammar(text, env):
-    assert E.env_file_environment(text) == env
+    assert EF.env_file_environment(text) == env
 
 
 def test_remove_env_file_assignments_keeps_every_other_byte():
     text = '# tuning\r\nOLLAMA_KEEP_ALIVE=24h\nCUDA_VISIBLE_DEVICES=-1\nX3=a\\\nb\n\n# end\n'
-    new, removed = E.remove_env_file_assignments(text, ['CUDA_VISIBLE_DEVICES', 'X3'])
+    new, removed = EF.remove_env_file_assignments(text, ['CUDA_VISIBLE_DEVICES', 'X3'])
     assert new == '# tuning\r\nOLLAMA_KEEP_ALIVE=24h\n\n# end\n'
     assert [(r['name'], r['line'], r['end_line']) for r in removed] == [('CUDA_VISIBLE_DEVICES', 3, 3), ('X3', 4, 5)]
-    assert E.remove_env_file_assignments(new, ['CUDA_VISIBLE_DEVICES']) == (new, [])
+    assert EF.remove_env_file_assignments(new, ['CUDA_VISIBLE_DEVICES']) == (new, [])
+
+
+def test_env_file_line_numbers_count_blank_lines():
+    """A blank line (or one of blanks) before an assignment counts: the removal takes out the assignment's own
+    line, not the one above it."""
+    text = '# tuning\n\n  \nCUDA_VISIBLE_DEVICES=-1\nB=2\n'
+    assert [(a['name'], a['line']) for a in EF.parse_env_file(text)['assignments']] == [('CUDA_VISIBLE_DEVICES', 4),
+                                                                                        ('B', 5)]
+    assert EF.remove_env_file_assignments(text, ['CUDA_VISIBLE_DEVICES'])[0] == '# tuning\n\n  \nB=2\n'
 
 
 # ------------------------------------------------------------------------------------------- unit-file words
@@ -71,24 +83,24 @@ def test_remove_setting_words_environment_keeps_other_words_as_written():
             'Environment="OLLAMA_KEEP_ALIVE=24h" "OLLAMA_LLM_LIBRARY=cuda"\n'
             'Environment=CUDA_VISIBLE_DEVICES=-1\n'
             'ExecStart=/usr/bin/env\n')
-    new, removed = E.remove_setting_words(text, 'Service', 'Environment', ['OLLAMA_LLM_LIBRARY',
+    new, removed = US.remove_setting_words(text, 'Service', 'Environment', ['OLLAMA_LLM_LIBRARY',
                                                                              'CUDA_VISIBLE_DEVICES'])
     assert new == ('[Unit]\nDescription=x\n[Service]\nEnvironment="OLLAMA_KEEP_ALIVE=24h"\n'
                    'ExecStart=/usr/bin/env\n')
     assert [(r['name'], r['line']) for r in removed] == [('OLLAMA_LLM_LIBRARY', 4), ('CUDA_VISIBLE_DEVICES', 5)]
-    assert E.unit_settings_left(new, 'Service') == 2 and E.unit_settings_left(new) == 3
+    assert US.unit_settings_left(new, 'Service') == 2 and US.unit_settings_left(new) == 3
 
 
 def test_remove_setting_words_names_and_manager_section():
     text = '[Service]\nPassEnvironment=FROMPID1 CUDA_VISIBLE_DEVICES \\\n  OTHER\n'
-    new, removed = E.remove_setting_words(text, 'Service', 'PassEnvironment', ['CUDA_VISIBLE_DEVICES'], kind='name')
+    new, removed = US.remove_setting_words(text, 'Service', 'PassEnvironment', ['CUDA_VISIBLE_DEVICES'], kind='name')
     assert new == '[Service]\nPassEnvironment=FROMPID1 OTHER\n'
     assert removed == [{'name': 'CUDA_VISIBLE_DEVICES', 'line': 2, 'text': 'CUDA_VISIBLE_DEVICES'}]
     conf = '[Manager]\nDefaultEnvironment="A=from conf" CUDA_VISIBLE_DEVICES=-1\n'
-    new, removed = E.remove_setting_words(conf, 'Manager', 'DefaultEnvironment', ['CUDA_VISIBLE_DEVICES'])
+    new, removed = US.remove_setting_words(conf, 'Manager', 'DefaultEnvironment', ['CUDA_VISIBLE_DEVICES'])
     assert new == '[Manager]\nDefaultEnvironment="A=from conf"\n'
     # a name mentioned only as a value, or in another section, is left alone
-    assert E.remove_setting_words('[Service]\nEnvironment=X=CUDA_VISIBLE_DEVICES\n', 'Service', 'Environment',
+    assert US.remove_setting_words('[Service]\nEnvironment=X=CUDA_VISIBLE_DEVICES\n', 'Service', 'Environment',
                                   ['CUDA_VISIBLE_DEVICES'])[1] == []
 
 
@@ -97,7 +109,7 @@ def test_remove_setting_words_names_and_manager_section():
 def test_show_environment_quoting_of_systemd_252():
     # `systemctl show-environment` on systemd 252 after set-environment "D=x y"
     out = "A=$'from conf'\nB=2\nLANG=C.UTF-8\nD=$'x y'\nE=$'tab\\there \\'q\\''\n"
-    assert E.parse_show_environment(out) == {'A': 'from conf', 'B': '2', 'LANG': 'C.UTF-8', 'D': 'x y',
+    assert ME.parse_show_environment(out) == {'A': 'from conf', 'B': '2', 'LANG': 'C.UTF-8', 'D': 'x y',
                                              'E': "tab\there 'q'"}
 
 
@@ -115,8 +127,8 @@ def test_manager_environment_attribution(tmp_path):
     conf = _write(root, '/etc/systemd/system.conf.d/10-t.conf', '[Manager]\nDefaultEnvironment="A=from conf" B=2\n')
     _write(root, '/usr/lib/systemd/system.conf.d/10-t.conf', '[Manager]\nDefaultEnvironment=MASKED=1\n')
     _write(root, '/proc/cmdline', 'root=/dev/vda1 systemd.setenv=K=cmd quiet\n')
-    shown = {'A': 'from conf', 'B': 'changed', 'K': 'cmd', 'C': 'client', 'PATH': E.SYSTEMD_DEFAULT_PATH}
-    m = E.manager_environment(shown, root=root)
+    shown = {'A': 'from conf', 'B': 'changed', 'K': 'cmd', 'C': 'client', 'PATH': ME.SYSTEMD_DEFAULT_PATH}
+    m = ME.manager_environment(shown, root=root)
     src = m['sources']
     assert (src['A']['via'], src['A']['path'], src['A']['line']) == ('default_environment', conf, 2)
     assert src['A']['also_possible'] == 'set_environment'
@@ -155,7 +167,7 @@ def _unit_tree(root):
 def test_predict_environment_matches_what_systemd_252_gave_the_service(tmp_path):
     root = str(tmp_path)
     dirs = _unit_tree(root)
-    manager = E.manager_environment({'LANG': 'C.UTF-8', 'PATH': E.SYSTEMD_DEFAULT_PATH, 'B': 'fromconf',
+    manager = ME.manager_environment({'LANG': 'C.UTF-8', 'PATH': ME.SYSTEMD_DEFAULT_PATH, 'B': 'fromconf',
                                      'C': 'client', 'D': 'x y'}, root=root)
     p = E.predict_environment(UNIT, dirs, manager=manager, pid1_environ={'FROMPID1': 'pid1val', 'container': 'podman'},
                               root=root)

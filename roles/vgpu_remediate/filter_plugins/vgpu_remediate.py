@@ -4,18 +4,14 @@
 
 vgpu_remediate_plan(findings, ...)       doctor findings -> the plan: refused (with the manual steps) or the
                                          safe fixes to apply, grouped by the role that applies them
-vgpu_remediate_strip_unit(text, settings)
-                                         a drop-in text without the [Service] `settings` (sandbox settings a
-                                         later drop-in sets again); '' when no setting is left (the file is
-                                         then only moved aside). Variables are taken out on the host by the
-                                         systemd_env_unset module
-vgpu_remediate_strip_preload(text, entries)
-                                         /etc/ld.so.preload without `entries`; '' when nothing is left
-vgpu_remediate_moves(plan, edits)        [{path, action}] of the files to move aside
+vgpu_remediate_settings_labels(moved, stripped, stamp)
+                                         the systemd_unit_settings results of the moves and edits, as the
+                                         host's line says them
 vgpu_remediate_moved_label(item, stamp)  one of them, as the host's line says it
 vgpu_remediate_cause(cause)              one plan.causes entry -> 'CODE (severity)'
-vgpu_remediate_edits(slurped)            slurp results of the files in plan.strip -> [{path, text, settings}]
-                                         with each file's text after vgpu_remediate_strip_unit
+
+The files themselves are edited on the host (systemd_unit_settings, ld_so_preload, systemd_env_unset): this file
+decides, it never parses a unit file.
 
 Only the doctor decides what is wrong; this file decides what remediate may do about it. A host is refused
 (left untouched) when a person must act first: a finding whose code is in refuse_codes (a real driver, no
@@ -28,9 +24,7 @@ reinstall it from.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import base64
 import os
-import re
 
 # directories whose mode must never be set to 0755 (sticky, shared, or not files at all)
 NEVER_CHMOD = ('/', '/tmp', '/var/tmp', '/dev/shm', '/proc', '/sys', '/dev', '/run')
@@ -111,7 +105,7 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
                                   'inventory decision: remediate does not switch it); %s'
                                % (fix.get('strategy'), f.get('fix_text')))
         elif action == 'rewrite_dropin' and fix.get('variable'):
-            refusal = _refusal(f, 'remove %s from the inventory variables that render %s (ollama_vgpu_unit_'
+            refusal = _refusal(f, 'remove %s from the inventory variables that render %s (vgpu_dropin_'
                                   'environment), then run site.yml; %s'
                                % (fix.get('variable'), fix.get('path'), f.get('fix_text')))
         elif action == 'reinstall_shim' and not artifacts.get(fix.get('kind') or 'cuda'):
@@ -213,88 +207,7 @@ def vgpu_remediate_plan(findings, unit='ollama.service', dropin_path='/etc/syste
     return plan
 
 
-# ------------------------------------------------------------------------------------------ unit text edits
-
-def _logical_lines(text):
-    """(raw_lines, joined) pairs: a line ending in an odd number of backslashes continues on the next."""
-    out, pending = [], None
-    for raw in text.splitlines():
-        if pending is not None:
-            pending[0].append(raw)
-            stripped = raw.rstrip()
-            if (len(stripped) - len(stripped.rstrip('\\'))) % 2 == 1:
-                pending[1] = pending[1] + ' ' + stripped[:-1].strip()
-                continue
-            pending[1] = pending[1] + ' ' + raw.strip()
-            out.append((pending[0], pending[1]))
-            pending = None
-            continue
-        stripped = raw.rstrip()
-        if stripped.lstrip()[:1] not in ('#', ';') and (len(stripped) - len(stripped.rstrip('\\'))) % 2 == 1:
-            pending = [[raw], stripped[:-1].strip()]
-            continue
-        out.append(([raw], raw.strip()))
-    if pending is not None:
-        out.append((pending[0], pending[1]))
-    return out
-
-
-def vgpu_remediate_strip_unit(text, settings=None):
-    """`text` without the [Service] `settings` (comments and other lines kept, continued lines taken out whole).
-    Returns '' when no setting is left in the file (then it is only moved aside)."""
-    settings = set(settings or [])
-    section = None
-    out = []
-    settings_left = 0
-    for raws, line in _logical_lines(text or ''):
-        if line.startswith('[') and line.endswith(']'):
-            section = line[1:-1]
-            out.extend(raws)
-            continue
-        if not line or line[:1] in ('#', ';') or '=' not in line:
-            out.extend(raws)
-            continue
-        if section == 'Service' and line.partition('=')[0].strip() in settings:
-            continue
-        out.extend(raws)
-        settings_left += 1
-    if not settings_left:
-        return ''
-    return '\n'.join(out) + '\n'
-
-
-def vgpu_remediate_strip_preload(text, entries=None):
-    """/etc/ld.so.preload without `entries` (separated by blanks, ':' or newlines; comments kept).
-    '' when no entry is left."""
-    drop = set(_norm(e) for e in entries or [])
-    out = []
-    left = 0
-    for raw in (text or '').splitlines():
-        body, hash_, comment = raw.partition('#')
-        words = [w for w in re.split(r'[:\s]+', body) if w]
-        kept = [w for w in words if _norm(w) not in drop]
-        left += len(kept)
-        if words and not kept:
-            if comment:
-                out.append(hash_ + comment)
-            continue
-        if len(kept) != len(words):
-            out.append(' '.join(kept) + ((' ' + hash_ + comment) if comment else ''))
-        else:
-            out.append(raw)
-    if not left:
-        return ''
-    return '\n'.join(out) + '\n'
-
-
-def vgpu_remediate_moves(plan, edits):
-    """[{path, action}] of the files to move aside: conflicting drop-ins (move_conflicting_dropin) and drop-ins
-    with no setting left once the sandbox settings are out (override_sandbox)."""
-    return ([{'path': p, 'action': 'move_conflicting_dropin'} for p in plan.get('move_dropins') or []]
-            + [{'path': e['path'], 'action': 'override_sandbox'} for e in edits or []
-               # only a drop-in is ever moved, never the unit file itself
-               if e.get('text') == '' and os.path.dirname(e['path']).endswith('.d')])
-
+# ------------------------------------------------------------------------------------------ the host's line
 
 def vgpu_remediate_moved_label(item, stamp):
     """What a move did, for the host's line."""
@@ -305,22 +218,23 @@ def vgpu_remediate_moved_label(item, stamp):
         item['path'], os.path.basename(item['path']), stamp)
 
 
+def vgpu_remediate_settings_labels(moved, stripped, stamp):
+    """The host's line for the systemd_unit_settings results: the conflicting drop-ins moved aside (``moved``,
+    a loop over plan.move_dropins), then of the drop-ins in plan.strip (``stripped``) those moved aside because
+    no setting was left, then those edited."""
+    def done(results, action):
+        return [r for r in results or [] if r.get('changed') and r.get('action') == action]
+    return ([vgpu_remediate_moved_label({'path': r['path'], 'action': 'move_conflicting_dropin'}, stamp)
+             for r in done(moved, 'moved')]
+            + [vgpu_remediate_moved_label({'path': r['path'], 'action': 'override_sandbox'}, stamp)
+               for r in done(stripped, 'moved')]
+            + ['override_sandbox (edited %s, original kept as .vgpu-disabled-%s)' % (r['path'], stamp)
+               for r in done(stripped, 'edited')])
+
+
 def vgpu_remediate_cause(cause):
     """'CODE (severity)' for one entry of plan.causes."""
     return '%s (%s)' % (cause.get('code'), cause.get('severity'))
-
-
-def vgpu_remediate_edits(slurped):
-    """[{path, settings, text}] for the slurp results of a loop over plan.strip."""
-    out = []
-    for r in (slurped or {}).get('results', []) if isinstance(slurped, dict) else slurped or []:
-        if r.get('skipped') or 'content' not in r:
-            continue
-        item = r['item']
-        text = base64.b64decode(r['content']).decode('utf-8', 'replace')
-        out.append({'path': item['path'], 'settings': item['settings'],
-                    'text': vgpu_remediate_strip_unit(text, item['settings'])})
-    return out
 
 
 def vgpu_remediate_unset_label(actions):
@@ -351,11 +265,8 @@ class FilterModule(object):
     def filters(self):
         return {
             'vgpu_remediate_plan': vgpu_remediate_plan,
-            'vgpu_remediate_strip_unit': vgpu_remediate_strip_unit,
-            'vgpu_remediate_strip_preload': vgpu_remediate_strip_preload,
-            'vgpu_remediate_edits': vgpu_remediate_edits,
             'vgpu_remediate_cause': vgpu_remediate_cause,
-            'vgpu_remediate_moves': vgpu_remediate_moves,
+            'vgpu_remediate_settings_labels': vgpu_remediate_settings_labels,
             'vgpu_remediate_moved_label': vgpu_remediate_moved_label,
             'vgpu_remediate_history': vgpu_remediate_history,
             'vgpu_remediate_unset_label': vgpu_remediate_unset_label,
