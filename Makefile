@@ -8,7 +8,7 @@ VENV := $(CURDIR)/venv
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/testbed/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-SCENARIOS ?= simulator vgpu_shim vgpu_links ollama_vgpu_unit gpu_mode rollback upgrade remediate
+SCENARIOS ?= simulator vgpu_shim vgpu_links vgpu_dropin gpu_mode rollback upgrade remediate
 
 .PHONY: deps image sim fleet fleet-down demo test unit lint molecule bench clean
 

@@ -1,4 +1,4 @@
-"""ollama_vgpu_unit after converge (shim, links, drop-in) and idempotence, Ollama 0.13.5.
+"""vgpu_dropin after converge (shim, links, drop-in) and idempotence, Ollama 0.13.5.
 
 The preload instance gets LD_PRELOAD, the library_path instance (group library_path) the loader-path
 variables; both must end in GPU mode, restarted exactly once by converge and not by the second run."""
