@@ -32,8 +32,9 @@ class ActionModule(ActionBase):
         """Resolve and checksum one controller-side artifact; return (path, sha256) or raise ValueError."""
         src = spec.get('src')
         if not src:
-            raise ValueError('%s: src is required (the shim library file on the controller), or set '
-                             'remote_src=true for a file already on the host' % label)
+            raise ValueError('%s: src is empty - set it to the controller path of your libvgpu-%s.so build (the '
+                             'vgpu_shim role: vgpu_shim_%s_src, and vgpu_shim_%s_sha256 to its checksum), or set '
+                             'remote_src=true for a file already on the host' % (label, label, label, label))
         try:
             path = self._find_needle('files', src)
         except AnsibleError:

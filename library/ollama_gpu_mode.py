@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Say whether the current Ollama start runs on the GPU, from Ollama's own log; never change anything.
+# Say whether the current Ollama start runs on the GPU, from Ollama's own log (restarting it first on request).
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -48,7 +48,12 @@ description:
   - With I(api_url) it also waits, within the same I(timeout) (but one second at least), for
     C(GET <api_url>/api/version) to answer 200 and returns what it got as C(api). An API that does not
     answer is reported there, never as a module failure.
-  - Read-only - C(changed) is always false.
+  - "The verdict weighs every signal it was asked for - the log, the API (I(api_required)) and a smoke load
+    (I(smoke_model)) - into C(ok), C(problems) and one C(summary) line; with I(fail=false) a wrong verdict is
+    only recorded there (the C(gpu_mode) role's C(gpu_mode_fail=false))."
+  - Read-only unless I(restart=true) - then it restarts the unit first and follows the new start in the same
+    run, so no task boundary (and, under the linear strategy, no wait for the other hosts) lies between
+    the restart and the verdict. C(changed) is true only when it restarted (or, in check mode, would have).
 version_added: "1.0.0"
 author: vgpu toolkit contributors
 options:
@@ -113,11 +118,43 @@ options:
         of the module, and at least one second from it); it always asks at least once.
       - Proxy environment variables are ignored for a loopback address.
     type: str
+  api_required:
+    description:
+      - Count an API that does not answer C(/api/version) within I(timeout) as a problem (the task fails,
+        C(ok=false)). Otherwise the answer is only reported in C(api).
+    type: bool
+    default: false
+  smoke_model:
+    description:
+      - A model already pulled on the host to load as a second, independent signal - C(POST /api/generate)
+        with an empty prompt (it only loads the model), then C(GET /api/ps). Its C(size_vram) must be above 0
+        for I(expect=gpu) and 0 for I(expect=cpu). Needs I(api_url). The load uses memory only, so it also
+        runs in check mode. Empty - no smoke load.
+    type: str
+    default: ''
+  smoke_timeout:
+    description: Seconds the smoke load may take (a cold model load).
+    type: float
+    default: 300
+  restart:
+    description:
+      - Restart I(unit) first (C(systemctl restart)) so that a fresh start is judged; the new start is
+        followed in the same run. In check mode nothing is restarted and the running start is judged.
+      - Not with I(log_path).
+    type: bool
+    default: false
+  fail:
+    description:
+      - Fail the task when the verdict is not the expected one (or a signal asked for disagrees). With
+        C(false) the result only records it - C(ok=false), C(problems), C(summary) - also when the unit is
+        not running or the arguments are wrong.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
-    description: The module only reads (the log, and the API's version with I(api_url)); a check-mode run
-      is a normal run.
+    description: The module only reads (the log, the API's version with I(api_url), a smoke load into
+      memory); with I(restart=true) check mode reports C(changed) and judges the running start instead.
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
@@ -159,6 +196,16 @@ EXAMPLES = r'''
   register: gpu_mode
   # gpu_mode.api.status is 200 and gpu_mode.api.version the server's version once the API answered
 
+- name: Restart, judge the fresh start, wait for the API and load a model - recorded, never failed
+  ollama_gpu_mode:
+    restart: true
+    api_url: http://127.0.0.1:11434
+    api_required: true
+    smoke_model: llama3.2:1b
+    fail: false
+  register: gpu_mode_result
+  # gpu_mode_result.ok, .problems and .summary weigh all three signals
+
 - name: Read a unit that logs to a file
   ollama_gpu_mode:
     unit: ollama.service
@@ -166,6 +213,27 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+ok:
+  description: True when no signal that was asked for disagrees with I(expect) - C(problems) is empty.
+  returned: always
+  type: bool
+  sample: true
+restarted:
+  description: Whether the unit was restarted before it was judged (I(restart=true), not in check mode).
+  returned: always
+  type: bool
+  sample: false
+smoke:
+  description: The smoke load - C(model), C(loaded) (the load answered 200), C(status), C(error), C(size_vram)
+    (bytes of the model in VRAM, from C(/api/ps)).
+  returned: when I(smoke_model) is set and the log was read
+  type: dict
+  sample:
+    model: llama3.2:1b
+    loaded: true
+    status: 200
+    error: ""
+    size_vram: 1300000000
 mode:
   description: What Ollama logged - C(gpu), C(cpu), or C(unknown) when the start has not reported its compute
     devices (yet). A Vulkan-only start is C(gpu) here; see C(verdict).
@@ -279,7 +347,8 @@ low_vram:
   returned: always
   type: dict
 problems:
-  description: Why the verdict is not what was asked for; empty on success.
+  description: Why the verdict is not what was asked for - the log's problems first, then the API's
+    (I(api_required)) and the smoke load's; empty on success.
   returned: always
   type: list
   elements: str
@@ -292,6 +361,7 @@ summary:
   returned: always
   type: str
   sample: "GPU (1 device: vH100 79.6 GiB, CUDA, ollama 0.13.5)"
+  # with a smoke load: GPU (...); smoke load of llama3.2:1b: 1.2 GiB in VRAM
   # VULKAN ONLY (1 device: NVIDIA H100 80GB HBM3 79.6 GiB, Vulkan, ollama 0.30.1) - no CUDA device: ...
 api:
   description:
@@ -306,16 +376,12 @@ api:
     msg: OK
 '''
 
-import ipaddress
-import json
 import time
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit
-from urllib.request import ProxyHandler, build_opener
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_follow import LOG_UNIT_PROPERTIES, follow_log, open_current_log
 from ansible.module_utils.ollama_log_record import parse_size
+from ansible.module_utils.ollama_signals import api_problems, probe_api, smoke_load, smoke_problems, weigh
 from ansible.module_utils.ollama_verdict import (check_expectations, hint_for, judge_libraries,
                                                  normalize_libraries, summarize, total_vram_bytes)
 from ansible.module_utils.vgpu_systemctl import systemctl_show, try_systemctl_show, unit_start_epoch
@@ -344,12 +410,33 @@ def wait_for_unit(module, unit, deadline):
 
 
 def fail_early(module, msg, log_source):
-    """Fail before any log was read: every return key present, the reason in problems and summary."""
-    module.fail_json(msg=msg, changed=False, mode='unknown', verdict='unknown', devices=[], libraries=[],
-                     required_libraries=normalize_libraries(getattr(module, 'params', {}).get('library')), library_devices=[],
-                     ollama_version=None, started_at=None, log_source=log_source, evidence=[],
-                     discovery_errors=[], waited=0.0, starts=0, total_vram=0, low_vram=None, log_complete=False,
-                     problems=[msg], hint='', summary='UNKNOWN \u2014 ' + msg)
+    """Stop before any log was read: every return key present, the reason in problems and summary; a
+    failure unless fail=false (then ok=false says it)."""
+    params = getattr(module, 'params', None) or {}
+    restarted = getattr(module, 'vgpu_restarted', False)
+    out = dict(changed=getattr(module, 'vgpu_restart_asked', False), restarted=restarted, ok=False,
+               mode='unknown', verdict='unknown', devices=[],
+               libraries=[], required_libraries=normalize_libraries(params.get('library')), library_devices=[],
+               ollama_version=None, started_at=None, log_source=log_source, evidence=[],
+               discovery_errors=[], waited=0.0, starts=0, total_vram=0, low_vram=None, log_complete=False,
+               problems=[msg], hint='', summary='UNKNOWN \u2014 ' + msg)
+    if params.get('fail', True):
+        module.fail_json(msg=msg, **out)
+    module.exit_json(msg=msg, **out)
+
+
+def restart_unit(module, unit):
+    """systemctl restart: a fresh start to judge, followed by this same run (no task boundary between the
+    restart and the verdict). Check mode only says it would restart."""
+    module.vgpu_restart_asked = True
+    module.vgpu_restarted = not module.check_mode
+    if module.check_mode:
+        return
+    systemctl = module.get_bin_path('systemctl', required=True)
+    rc, out, err = module.run_command([systemctl, 'restart', unit])
+    if rc != 0:
+        fail_early(module, 'systemctl restart %s failed (rc=%d): %s - see journalctl -u %s -n 50'
+                           % (unit, rc, (err or out).strip().splitlines()[-1:] or '', unit), 'unit:%s' % unit)
 
 
 def live_source(module, unit, source, deadline):
@@ -368,57 +455,6 @@ def live_source(module, unit, source, deadline):
     # a file sink that does not exist (yet) is waited for, one that cannot be read says so at the end
     return spec.open(), spec.desc, spec.accept_start, props
 
-def _is_loopback(host):
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def probe_api(url, deadline, interval=0.2):
-    """GET <url>/api/version until it answers 200 or ``deadline`` (epoch) passes; never raises.
-
-    Returns {'status': HTTP status of the last try, 0 when nothing answered, 'version': the body's
-    version or None, 'msg': 'OK' or what went wrong}.
-    """
-    target = url.rstrip('/') + '/api/version'
-    try:
-        parts = urlsplit(target)
-        host = parts.hostname
-    except ValueError as exc:
-        return {'status': 0, 'version': None, 'msg': 'api_url %r is not a URL: %s' % (url, exc)}
-    if parts.scheme not in ('http', 'https') or not host:
-        return {'status': 0, 'version': None, 'msg': 'api_url must be an http:// or https:// URL, got %r' % url}
-    opener = build_opener(ProxyHandler({})) if _is_loopback(host) else build_opener()
-    while True:
-        try:
-            resp = opener.open(target, timeout=max(0.2, min(5.0, deadline - time.time())))
-            try:
-                status, body = resp.getcode(), resp.read(65536)
-            finally:
-                resp.close()
-            try:
-                data = json.loads(body.decode('utf-8', 'replace'))
-            except ValueError:
-                data = None
-            if status == 200:
-                return {'status': 200, 'version': data.get('version') if isinstance(data, dict) else None,
-                        'msg': 'OK'}
-            msg = 'HTTP %s' % status
-        except HTTPError as exc:
-            status, msg = exc.code, 'HTTP %s %s' % (exc.code, exc.reason)
-        except URLError as exc:
-            status, msg = 0, str(exc.reason)
-        except Exception as exc:    # timeouts, resets, malformed answers: try again until the deadline
-            status, msg = 0, str(exc) or exc.__class__.__name__
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            return {'status': status, 'version': None, 'msg': msg}
-        time.sleep(min(interval, remaining))
-
-
 def run_module():
     module = AnsibleModule(
         argument_spec=dict(
@@ -431,6 +467,11 @@ def run_module():
             min_total_vram=dict(type='raw'),
             library=dict(type='list', elements='str'),
             api_url=dict(type='str'),
+            api_required=dict(type='bool', default=False),
+            smoke_model=dict(type='str', default=''),
+            smoke_timeout=dict(type='float', default=300),
+            restart=dict(type='bool', default=False),
+            fail=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
     )
@@ -440,6 +481,13 @@ def run_module():
     if p['min_total_vram'] not in (None, '') and parse_size(p['min_total_vram']) is None:
         fail_early(module, 'min_total_vram %r is not a size: write it like "16 GiB", "80GB" or a number of '
                            'bytes' % (p['min_total_vram'],), '')
+    if p['restart'] and p['log_path']:
+        fail_early(module, 'restart applies to the live unit, log_path to a saved log: set one of them', '')
+    if p['smoke_model'] and not p['api_url']:
+        fail_early(module, 'smoke_model %s needs api_url (the API that loads it)' % p['smoke_model'], '')
+    module.vgpu_restarted = module.vgpu_restart_asked = False
+    if p['restart']:
+        restart_unit(module, p['unit'])
     began = time.time()
     deadline = began + p['timeout']
 
@@ -508,24 +556,37 @@ def run_module():
         hint=hint,
         summary=summarize(result, problems, hint, library),
     )
+    extra = []
     if p['api_url']:
         # after the log: once discovery has reported, the API normally answers the first GET. Same
         # deadline (a log that used it all leaves one try), but a second at least, for timeout=0
         out['api'] = probe_api(p['api_url'], max(deadline, began + 1.0))
-    if problems:
-        found = 'found mode %s' % result['mode']
-        if judged['verdict'] == 'other_library':
-            found = 'found mode gpu on %s only' % ' and '.join(judged['libraries'])
-        if devices:
-            found += ' with %d GPU(s): %s' % (len(devices), ', '.join(
-                '%s %s %s' % (d.get('library'), d.get('description') or d.get('name'), d.get('total'))
-                for d in devices))
-        if result['ollama_version']:
-            found += ', ollama %s' % result['ollama_version']
-        if result['started_at']:
-            found += ', started %s' % result['started_at']
-        msg = '%s (%s; log: %s).' % ('; '.join(problems), found, description)
-        module.fail_json(msg=msg + (' Hint: %s' % hint if hint else ''), **out)
+        if p['api_required']:
+            extra += api_problems(out['api'], p['api_url'], p['timeout'])
+    smoke = None
+    if p['smoke_model']:
+        # the load uses memory only: it runs in check mode too
+        smoke = out['smoke'] = smoke_load(p['api_url'], p['smoke_model'], p['smoke_timeout'])
+        extra += smoke_problems(smoke, p['expect'])
+    out.update(problems=problems + extra, summary=weigh(out['summary'], problems, extra, smoke),
+               ok=not (problems or extra), changed=p['restart'], restarted=module.vgpu_restarted)
+    if not out['ok'] and p['fail']:
+        msg = out['summary']
+        if problems:
+            found = 'found mode %s' % result['mode']
+            if judged['verdict'] == 'other_library':
+                found = 'found mode gpu on %s only' % ' and '.join(judged['libraries'])
+            if devices:
+                found += ' with %d GPU(s): %s' % (len(devices), ', '.join(
+                    '%s %s %s' % (d.get('library'), d.get('description') or d.get('name'), d.get('total'))
+                    for d in devices))
+            if result['ollama_version']:
+                found += ', ollama %s' % result['ollama_version']
+            if result['started_at']:
+                found += ', started %s' % result['started_at']
+            msg = '%s (%s; log: %s).' % ('; '.join(problems + extra), found, description)
+            msg += ' Hint: %s' % hint if hint else ''
+        module.fail_json(msg=msg, **out)
     module.exit_json(**out)
 
 

@@ -611,3 +611,144 @@ def test_parse_systemd_timestamp():
     assert SC.parse_systemd_timestamp('Wed 2026-11-25 20:35:54 UTC') == 1795638954.0
     assert SC.parse_systemd_timestamp('Wed 2026-11-25 20:35:54.250000 UTC') == 1795638954.25
     assert SC.parse_systemd_timestamp('') is None and SC.parse_systemd_timestamp('n/a') is None
+
+
+# ------------------------------------------------------------------ the other signals, restart, fail=false
+
+class FakeSmokeAPI(FakeOllamaAPI):
+    """/api/version, plus /api/generate (loads ``model`` when it is ``pulled``) and /api/ps."""
+
+    def __init__(self, pulled=('llama3.2:1b',), size_vram=1288490188):
+        FakeOllamaAPI.__init__(self)
+        api = self
+        self.posted = []
+        parent = self.server.RequestHandlerClass
+
+        class Handler(parent):
+            def _send(self, status, data):
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == '/api/ps':
+                    api.paths.append(self.path)
+                    return self._send(200, {'models': [{'name': m + ':latest' if ':' not in m else m,
+                                                        'size_vram': size_vram} for m in pulled]})
+                return parent.do_GET(self)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+                api.posted.append((self.path, body))
+                if body.get('model') in pulled:
+                    return self._send(200, {'model': body['model'], 'done': True})
+                return self._send(404, {'error': 'model "%s" not found, try pulling it first' % body.get('model')})
+
+        self.server.RequestHandlerClass = Handler
+
+
+GPU_LOG = '0.12.6-gpu-journal-h100.log'
+
+
+def test_smoke_load_in_vram_joins_the_summary():
+    with FakeSmokeAPI() as api:
+        result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'api_url': api.url, 'api_required': True,
+                      'smoke_model': 'llama3.2:1b'})
+    assert result['failed'] is False and result['ok'] is True and result['problems'] == []
+    assert result['smoke'] == {'model': 'llama3.2:1b', 'loaded': True, 'status': 200, 'error': '',
+                               'size_vram': 1288490188}
+    assert result['summary'].endswith('; smoke load of llama3.2:1b: 1.2 GiB in VRAM')
+    # an empty prompt only loads the model
+    assert api.posted == [('/api/generate', {'model': 'llama3.2:1b', 'prompt': '', 'stream': False,
+                                             'keep_alive': '5m'})]
+
+
+def test_smoke_model_on_the_cpu_fails_a_gpu_verdict():
+    with FakeSmokeAPI(size_vram=0) as api:
+        result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'api_url': api.url, 'smoke_model': 'llama3.2:1b'})
+    assert result['failed'] is True and result['ok'] is False
+    assert result['problems'] == ['smoke model llama3.2:1b is loaded with size_vram 0: it runs on the CPU']
+    assert result['msg'] == result['summary'] and ' \u2014 smoke model llama3.2:1b is loaded' in result['summary']
+
+
+def test_smoke_model_not_pulled_says_how_to_pull_it():
+    with FakeSmokeAPI(pulled=()) as api:
+        result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'api_url': api.url, 'smoke_model': 'qwen3:8b',
+                      'fail': False})
+    assert result['failed'] is False and result['ok'] is False
+    assert result['problems'] == ['smoke load of qwen3:8b failed (HTTP 404): model "qwen3:8b" not found, try '
+                                  'pulling it first - is it pulled? (ollama pull qwen3:8b)']
+
+
+def test_smoke_model_without_api_url_is_refused():
+    result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'smoke_model': 'llama3.2:1b'})
+    assert result['failed'] is True and 'needs api_url' in result['msg']
+
+
+def test_api_required_makes_a_silent_api_a_problem():
+    url = closed_port_url()
+    result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'api_url': url, 'api_required': True, 'fail': False})
+    assert result['failed'] is False and result['ok'] is False and result['mode'] == 'gpu'
+    assert result['problems'][0].startswith('the API at %s did not answer /api/version within 1 s (' % url)
+    # without api_required the same answer is only reported
+    result = run({'log_path': corpus(GPU_LOG), 'timeout': 0, 'api_url': url})
+    assert result['failed'] is False and result['ok'] is True and result['api']['status'] == 0
+
+
+def test_fail_false_records_a_wrong_verdict_and_an_early_stop():
+    result = run({'log_path': corpus('0.12.6-cpu-bare.log'), 'timeout': 0, 'fail': False})
+    assert result['failed'] is False and result['ok'] is False and result['mode'] == 'cpu'
+    assert result['summary'].startswith('CPU') and result['problems']
+    result = run({'log_path': '/nonexistent/ollama.log', 'timeout': 0, 'fail': False})
+    assert result['failed'] is False and result['ok'] is False and result['summary'].startswith('UNKNOWN')
+
+
+def test_restart_with_log_path_is_refused():
+    result = run({'log_path': corpus(GPU_LOG), 'restart': True})
+    assert result['failed'] is True and 'restart applies to the live unit' in result['msg']
+
+
+def _fake_live(monkeypatch, calls):
+    with open(corpus(GPU_LOG)) as f:
+        journal = [line.split(': ', 1)[1] for line in f.read().splitlines() if 'ollama[' in line]
+    script = 'print(%r, flush=True)\nimport time\ntime.sleep(60)\n' % '\n'.join(journal)
+
+    def fake_source(argv, poll_argv=None, env=None):
+        calls.append('follow')
+        return JournalSource([sys.executable, '-c', script])
+
+    def fake_run_command(self, argv, **kwargs):
+        calls.append(argv[1:])
+        return 0, '', ''
+
+    monkeypatch.setattr(F, 'JournalSource', fake_source)
+    monkeypatch.setattr(M, 'systemctl_show', lambda module, unit, props: dict(RUNNING))
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda self, name, required=False: '/bin/' + name)
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', fake_run_command)
+
+
+def test_restart_then_follow_the_new_start_in_one_run(monkeypatch):
+    calls = []
+    _fake_live(monkeypatch, calls)
+    result = run({'timeout': 20, 'restart': True, 'unit': 'ollama.service'})
+    assert calls[0] == ['restart', 'ollama.service'] and 'follow' in calls[1:]
+    assert result['failed'] is False and result['changed'] is True and result['restarted'] is True
+    assert result['mode'] == 'gpu' and result['ok'] is True
+
+
+def test_restart_in_check_mode_reports_changed_and_judges_the_running_start(monkeypatch):
+    calls = []
+    _fake_live(monkeypatch, calls)
+    result = run({'timeout': 20, 'restart': True, '_ansible_check_mode': True})
+    assert ['restart', 'ollama.service'] not in calls
+    assert result['changed'] is True and result['restarted'] is False and result['mode'] == 'gpu'
+
+
+def test_no_restart_is_read_only(monkeypatch):
+    calls = []
+    _fake_live(monkeypatch, calls)
+    result = run({'timeout': 20})
+    assert calls == ['follow'] and result['changed'] is False and result['restarted'] is False
