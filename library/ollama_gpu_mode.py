@@ -429,14 +429,15 @@ def restart_unit(module, unit):
     """systemctl restart: a fresh start to judge, followed by this same run (no task boundary between the
     restart and the verdict). Check mode only says it would restart."""
     module.vgpu_restart_asked = True
-    module.vgpu_restarted = not module.check_mode
     if module.check_mode:
         return
     systemctl = module.get_bin_path('systemctl', required=True)
     rc, out, err = module.run_command([systemctl, 'restart', unit])
     if rc != 0:
+        last = ((err or out).strip().splitlines() or ['no output'])[-1]
         fail_early(module, 'systemctl restart %s failed (rc=%d): %s - see journalctl -u %s -n 50'
-                           % (unit, rc, (err or out).strip().splitlines()[-1:] or '', unit), 'unit:%s' % unit)
+                           % (unit, rc, last, unit), 'unit:%s' % unit)
+    module.vgpu_restarted = True
 
 
 def live_source(module, unit, source, deadline):

@@ -752,3 +752,14 @@ def test_no_restart_is_read_only(monkeypatch):
     _fake_live(monkeypatch, calls)
     result = run({'timeout': 20})
     assert calls == ['follow'] and result['changed'] is False and result['restarted'] is False
+
+
+def test_failed_restart_names_systemctl_last_line_and_is_not_restarted(monkeypatch):
+    calls = []
+    _fake_live(monkeypatch, calls)
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command',
+                        lambda self, argv, **kw: (1, '', 'Job for ollama.service failed.\nSee "systemctl status".'))
+    result = run({'timeout': 5, 'restart': True})
+    assert result['failed'] is True and result['restarted'] is False and result['changed'] is True
+    assert result['msg'] == ('systemctl restart ollama.service failed (rc=1): See "systemctl status". - see '
+                             'journalctl -u ollama.service -n 50')
